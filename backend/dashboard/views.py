@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from backend.accounts.roles import can_view_data
+from backend.datasets.models import Dataset, Origin
+from backend.runs.models import Run
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """The landing page: pipeline overview for ML engineers and leads, studies for readers."""
+    if not can_view_data(request.user):
+        return render(request, "dashboard/reader_home.html")
+    latest_synthetic = (
+        Dataset.objects.filter(origin=Origin.SYNTHETIC, status=Dataset.Status.READY)
+        .order_by("-created_at")
+        .first()
+    )
+    preview = []
+    if latest_synthetic is not None:
+        preview = list(latest_synthetic.images.order_by("fst", "diagnosis", "id")[:48])
+    context = {
+        "datasets": Dataset.objects.all()[:10],
+        "runs": Run.objects.all()[:10],
+        "latest_synthetic": latest_synthetic,
+        "preview": preview,
+    }
+    return render(request, "dashboard/home.html", context)

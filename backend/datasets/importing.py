@@ -1,0 +1,371 @@
+"""Import a dataset's metadata and images into FairDerm, all or nothing.
+
+A format reader turns the files as distributed into ``ImportRow`` objects and ``RowError``
+objects (file, row, field, reason). ``run_import`` then validates and stores every image
+(content-addressed by sha256 under MEDIA_ROOT/images/) and writes the rows in one
+transaction. If anything fatal happens, the dataset ends ``failed`` with its errors, no image
+row is written, and the image files this import added are removed again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import PIL.ImageOps
+from django.conf import settings
+from django.db import transaction
+
+from backend.datasets.models import Dataset, Image, Origin
+from validation.files import atomic_write_bytes, sha256_bytes
+from validation.vocabulary import DIAGNOSES, FST
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUBDIR = "images"
+#: Image formats kept byte for byte when they are already 8-bit RGB; anything else is
+#: converted to RGB and stored as PNG.
+_KEEP_FORMATS = {"PNG": ".png", "JPEG": ".jpg"}
+
+
+class ImportFailed(Exception):
+    """The import cannot go on; ``errors`` lists why (file, row, field, reason)."""
+
+    def __init__(self, errors: list[RowError]):
+        self.errors = errors
+        super().__init__(
+            "; ".join(str(e) for e in errors[:5]) + (" ..." if len(errors) > 5 else "")
+        )
+
+
+@dataclass(frozen=True)
+class RowError:
+    file: str
+    row: int | None  # 1-based data row (the header is row 0); None for whole-file problems
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "row": self.row, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class ImportRow:
+    """One image as a format reader understood it, before the image itself is checked."""
+
+    row: int
+    image_id: str
+    source: Path
+    diagnosis: str
+    diagnosis_original: str = ""
+    malignant: bool | None = None
+    fst: int | None = None
+    fst_source: str = Image.FstSource.UNKNOWN
+    ita: float | None = None
+    lesion_id: str = ""
+    patient_id: str = ""
+    origin: str = Origin.REAL
+    ground_truth: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportSummary:
+    dataset_id: int
+    name: str
+    status: str
+    imported: int
+    rejected: list[dict[str, Any]]
+    counts: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_id": self.dataset_id,
+            "name": self.name,
+            "status": self.status,
+            "imported": self.imported,
+            "rejected": self.rejected,
+            "counts": self.counts,
+        }
+
+
+Reader = Callable[[Path, Path], tuple[list[ImportRow], list[RowError]]]
+
+
+def read_csv_rows(
+    metadata: Path, required: Iterable[str]
+) -> tuple[list[dict[str, str]], list[RowError]]:
+    """Read a UTF-8 CSV (a BOM is accepted) and check that the ``required`` columns exist.
+
+    Raises ``ImportFailed`` for problems with the file as a whole.
+    """
+    name = metadata.name
+    try:
+        text = metadata.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ImportFailed([RowError(name, None, None, f"file not found: {metadata}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(
+            [
+                RowError(
+                    name, None, None, f"not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
+                )
+            ]
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if not header:
+        raise ImportFailed([RowError(name, None, None, "the file is empty: no header row")])
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise ImportFailed(
+            [RowError(name, 0, column, "required column is missing") for column in missing]
+        )
+    rows = list(reader)
+    if not rows:
+        raise ImportFailed([RowError(name, None, None, "the file has a header but no rows")])
+    return rows, []
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """Resolve ``relative`` under ``root``; raise ``ValueError`` if it escapes or is a link."""
+    if not relative or "\x00" in relative:
+        raise ValueError("empty path or NUL byte")
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        raise ValueError(f"absolute path {relative!r} is not allowed")
+    root = root.resolve()
+    joined = root / candidate
+    if joined.is_symlink():
+        raise ValueError(f"{relative!r} is a symbolic link")
+    resolved = joined.resolve()
+    if os.path.commonpath([root, resolved]) != str(root):
+        raise ValueError(f"{relative!r} points outside the images folder")
+    return resolved
+
+
+def read_phantom(metadata: Path, images_dir: Path) -> tuple[list[ImportRow], list[RowError]]:
+    """Read the phantom generator's metadata.csv (see generation.phantom)."""
+    rows, errors = read_csv_rows(metadata, ["image_id", "file", "fst", "diagnosis"])
+    known = {"image_id", "file", "fst", "diagnosis", "malignant", "ita", "lesion_id", "patient_id"}
+    result: list[ImportRow] = []
+    for number, raw in enumerate(rows, start=1):
+        try:
+            fst = int(FST.parse(raw["fst"]))
+        except ValueError as exc:
+            errors.append(RowError(metadata.name, number, "fst", str(exc)))
+            continue
+        code = (raw.get("diagnosis") or "").strip()
+        if code not in DIAGNOSES:
+            errors.append(
+                RowError(metadata.name, number, "diagnosis", f"unknown diagnosis {code!r}")
+            )
+            continue
+        try:
+            source = resolve_inside(images_dir, (raw.get("file") or "").strip())
+        except ValueError as exc:
+            errors.append(RowError(metadata.name, number, "file", str(exc)))
+            continue
+        try:
+            ita = float(raw["ita"]) if raw.get("ita") else None
+        except ValueError:
+            errors.append(RowError(metadata.name, number, "ita", f"not a number: {raw['ita']!r}"))
+            continue
+        result.append(
+            ImportRow(
+                row=number,
+                image_id=raw["image_id"].strip(),
+                source=source,
+                diagnosis=code,
+                diagnosis_original=code,
+                malignant=DIAGNOSES[code].malignant,
+                fst=fst,
+                fst_source=Image.FstSource.LABEL,
+                ita=ita,
+                lesion_id=(raw.get("lesion_id") or "").strip(),
+                patient_id=(raw.get("patient_id") or "").strip(),
+                ground_truth={k: v for k, v in raw.items() if k not in known and k is not None},
+            )
+        )
+    return result, errors
+
+
+READERS: dict[str, Reader] = {Dataset.Format.PHANTOM: read_phantom}
+
+
+def _load_image(row: ImportRow, metadata_name: str) -> tuple[bytes, str, int, int]:
+    """Validate the image file of ``row``; return (bytes to store, extension, width, height)."""
+    try:
+        data = row.source.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"image file not found: {row.source.name}") from None
+    if not data:
+        raise ValueError(f"image file is empty: {row.source.name}")
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            image.load()
+            fmt = image.format or ""
+            needs_transpose = image.getexif().get(0x0112, 1) != 1
+            if fmt in _KEEP_FORMATS and image.mode == "RGB" and not needs_transpose:
+                return data, _KEEP_FORMATS[fmt], image.width, image.height
+            converted = PIL.ImageOps.exif_transpose(image).convert("RGB")
+    except PIL.Image.DecompressionBombError as exc:
+        raise ValueError(f"image is too large (decompression bomb guard): {exc}") from None
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"not a readable image ({exc.__class__.__name__}: {exc})") from None
+    buffer = io.BytesIO()
+    converted.save(buffer, format="PNG")
+    return buffer.getvalue(), ".png", converted.width, converted.height
+
+
+def compute_counts(dataset: Dataset) -> dict[str, Any]:
+    """Counts per FST x diagnosis, per FST, per diagnosis and per split, from the image rows."""
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    fst_counts: Counter[str] = Counter()
+    dx_counts: Counter[str] = Counter()
+    split_counts: Counter[str] = Counter()
+    for fst, dx, split in dataset.images.values_list("fst", "diagnosis", "split"):
+        key = str(fst) if fst else "unknown"
+        table[key][dx] += 1
+        fst_counts[key] += 1
+        dx_counts[dx] += 1
+        split_counts[split or "unassigned"] += 1
+    return {
+        "fst_diagnosis": {k: dict(v) for k, v in sorted(table.items())},
+        "fst": dict(sorted(fst_counts.items())),
+        "diagnosis": dict(sorted(dx_counts.items())),
+        "split": dict(sorted(split_counts.items())),
+    }
+
+
+def store_image_bytes(data: bytes, extension: str) -> tuple[str, str, bool]:
+    """Store ``data`` content-addressed under MEDIA_ROOT; return (sha256, relative path, created)."""
+    digest = sha256_bytes(data)
+    relative = f"{IMAGE_SUBDIR}/{digest[:2]}/{digest}{extension}"
+    target = Path(settings.MEDIA_ROOT) / relative
+    if target.exists():
+        return digest, relative, False
+    atomic_write_bytes(target, data)
+    return digest, relative, True
+
+
+def remove_unreferenced(relative_paths: Iterable[str]) -> None:
+    """Delete stored files that no image row references (the files of a failed import)."""
+    for relative in relative_paths:
+        if not Image.objects.filter(file=relative).exists():
+            (Path(settings.MEDIA_ROOT) / relative).unlink(missing_ok=True)
+
+
+def run_import(dataset_pk: int, metadata: str | Path, images_dir: str | Path) -> ImportSummary:
+    """Import the files into the (``importing``) dataset ``dataset_pk``; never half-done.
+
+    Rows with problems are rejected and listed in ``dataset.errors``; the import fails only
+    when the files cannot be read as a whole or no row is valid.
+    """
+    dataset = Dataset.objects.get(pk=dataset_pk)
+    metadata, images_dir = Path(metadata), Path(images_dir)
+    created_files: list[str] = []
+    rejected: list[RowError] = []
+    try:
+        reader = READERS.get(dataset.format)
+        if reader is None:
+            raise ImportFailed(
+                [
+                    RowError(
+                        metadata.name, None, None, f"format {dataset.format!r} has no importer yet"
+                    )
+                ]
+            )
+        if not images_dir.is_dir():
+            raise ImportFailed([RowError(str(images_dir), None, None, "images folder not found")])
+        rows, rejected = reader(metadata, images_dir)
+        seen: set[str] = set()
+        images: list[Image] = []
+        for row in rows:
+            if row.image_id in seen:
+                rejected.append(
+                    RowError(metadata.name, row.row, "image_id", f"duplicate id {row.image_id!r}")
+                )
+                continue
+            seen.add(row.image_id)
+            try:
+                data, extension, width, height = _load_image(row, metadata.name)
+            except ValueError as exc:
+                rejected.append(RowError(metadata.name, row.row, "file", str(exc)))
+                continue
+            digest, relative, created = store_image_bytes(data, extension)
+            if created:
+                created_files.append(relative)
+            images.append(
+                Image(
+                    dataset=dataset,
+                    image_id=row.image_id,
+                    sha256=digest,
+                    file=relative,
+                    width=width,
+                    height=height,
+                    diagnosis=row.diagnosis,
+                    diagnosis_original=row.diagnosis_original,
+                    malignant=row.malignant,
+                    fst=row.fst,
+                    fst_source=row.fst_source,
+                    ita=row.ita,
+                    lesion_id=row.lesion_id,
+                    patient_id=row.patient_id,
+                    origin=row.origin,
+                    ground_truth=row.ground_truth,
+                    provenance=row.provenance,
+                )
+            )
+        if not images:
+            raise ImportFailed(rejected or [RowError(metadata.name, None, None, "no valid rows")])
+        with transaction.atomic():
+            Image.objects.bulk_create(images, batch_size=500)
+            dataset.status = Dataset.Status.READY
+            dataset.image_count = len(images)
+            dataset.errors = [e.as_dict() for e in rejected]
+            dataset.counts = compute_counts(dataset)
+            dataset.save(update_fields=["status", "image_count", "errors", "counts", "updated_at"])
+    except ImportFailed as exc:
+        _fail(dataset, created_files, exc.errors)
+    except Exception as exc:
+        logger.exception("import of dataset %s failed", dataset.pk)
+        _fail(
+            dataset,
+            created_files,
+            [RowError(metadata.name, None, None, f"{exc.__class__.__name__}: {exc}")],
+        )
+    dataset.refresh_from_db()
+    return ImportSummary(
+        dataset_id=dataset.pk,
+        name=dataset.name,
+        status=dataset.status,
+        imported=dataset.image_count,
+        rejected=dataset.errors,
+        counts=dataset.counts,
+    )
+
+
+def _fail(dataset: Dataset, created_files: list[str], errors: list[RowError]) -> None:
+    remove_unreferenced(created_files)
+    Dataset.objects.filter(pk=dataset.pk).update(
+        status=Dataset.Status.FAILED, image_count=0, errors=[e.as_dict() for e in errors], counts={}
+    )

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from backend.accounts.access import data_viewer_required
+from backend.datasets.models import Dataset, Image
+from validation.vocabulary import FST
+
+#: Images shown per FST x diagnosis cell on a dataset page.
+GRID_PER_CELL = 4
+
+
+def get_dataset_for_user(request: HttpRequest, pk: int) -> Dataset:
+    """The one accessor for datasets in views: 404 unless the user may see data."""
+    # data_viewer_required has already rejected readers; object-level rules go here.
+    return get_object_or_404(Dataset, pk=pk)
+
+
+def get_image_for_user(request: HttpRequest, pk: int) -> Image:
+    return get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+
+
+@data_viewer_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    datasets = Dataset.objects.select_related("generated_by").all()
+    return render(request, "datasets/list.html", {"datasets": datasets})
+
+
+@data_viewer_required
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = get_dataset_for_user(request, pk)
+    diagnoses = sorted(dataset.counts.get("diagnosis", {}))
+    grid = []
+    for fst in FST:
+        cells = []
+        for dx in diagnoses:
+            images = list(
+                dataset.images.filter(fst=fst.value, diagnosis=dx).order_by("id")[:GRID_PER_CELL]
+            )
+            cells.append({"diagnosis": dx, "images": images})
+        if any(cell["images"] for cell in cells):
+            grid.append({"fst": fst.roman, "cells": cells})
+    context = {
+        "dataset": dataset,
+        "table": dataset.count_table(),
+        "grid": grid,
+        "diagnoses": diagnoses,
+        "runs": dataset.runs.all()[:20],
+    }
+    return render(request, "datasets/detail.html", context)
+
+
+@data_viewer_required
+def image_file(request: HttpRequest, pk: int) -> FileResponse:
+    image = get_image_for_user(request, pk)
+    try:
+        handle = open(image.path, "rb")  # FileResponse closes it
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(
+        handle, content_type="image/png" if image.file.endswith(".png") else "image/jpeg"
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,1 @@
+"""Registers the run kinds that FairDerm ships."""

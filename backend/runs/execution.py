@@ -1,0 +1,307 @@
+"""Executing a run inside a worker: lease, heartbeat, progress, cancellation and the outcome.
+
+The run's database row is the source of truth. ``execute_run`` first claims the run under a
+row lock: a run that is finished, cancelled, or held by a live lease elsewhere (a duplicate
+delivery of the same task) is left alone. While the executor works, a heartbeat thread
+renews the lease and picks up cancel requests; the executor polls ``RunContext.should_stop``
+(training writes a checkpoint and returns). Progress goes to the row through a throttled
+``ProgressReporter``. Every final write is conditional on still holding the lease, so a
+worker that lost its lease cannot overwrite the outcome of the one that took over.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from backend.runs.kinds import get_kind
+from backend.runs.models import Run
+from validation.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+#: At most this many points are kept in Run.loss_history (older points are thinned).
+MAX_LOSS_POINTS = 500
+LOG_TAIL_LINES = 200
+
+
+def resolve_device(preference: str) -> str:
+    """Turn COMPUTE_DEVICE (auto, cpu, mps, cuda, cuda:N) into a torch device string."""
+    if preference != "auto":
+        return preference
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class RunStopped(Exception):
+    """Raised by executors that cannot return early themselves when a stop is requested."""
+
+
+class ProgressReporter:
+    """Collects progress in memory and writes it to the run's row at most every ``interval`` s."""
+
+    def __init__(self, run_pk: int, lease_token: uuid.UUID, interval: float = 2.0):
+        self.run_pk = run_pk
+        self.lease_token = lease_token
+        self.interval = interval
+        self._step = 0
+        self._total = 0
+        self._losses: list[list[float]] = []
+        self._log: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._started = time.monotonic()
+        self._last_flush = 0.0
+        self._eta: float | None = None
+        self._first_step: int | None = None  # a resumed run starts counting from here
+        self._lock = threading.Lock()
+
+    def update(self, step: int, total: int, loss: float | None = None) -> None:
+        with self._lock:
+            self._step, self._total = step, total
+            if loss is not None:
+                self._losses.append([step, round(float(loss), 6)])
+                if len(self._losses) > MAX_LOSS_POINTS:
+                    self._losses = self._losses[::2]
+            if self._first_step is None:
+                self._first_step = max(0, step - 1)
+            done = step - self._first_step
+            elapsed = time.monotonic() - self._started
+            self._eta = elapsed / done * (total - step) if done > 0 and total else None
+        self.flush()
+
+    def log(self, message: str) -> None:
+        stamp = timezone.now().strftime("%H:%M:%S")
+        with self._lock:
+            self._log.append(f"{stamp} {message}")
+        logger.info("run %s: %s", self.run_pk, message)
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_flush < self.interval:
+            return
+        with self._lock:
+            fields = {
+                "step": self._step,
+                "total_steps": self._total,
+                "loss_history": list(self._losses),
+                "eta_seconds": self._eta,
+                "log_tail": "\n".join(self._log),
+            }
+        Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(**fields)
+        self._last_flush = now
+
+    def set_latest_sample(self, relative_path: str) -> None:
+        Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(
+            latest_sample=relative_path
+        )
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease every few seconds and notices cancel requests and lost leases."""
+
+    def __init__(self, run_pk: int, lease_token: uuid.UUID, interval: float):
+        super().__init__(name=f"heartbeat-run-{run_pk}", daemon=True)
+        self.run_pk = run_pk
+        self.lease_token = lease_token
+        self.interval = interval
+        self.stop_requested = threading.Event()
+        self.lease_lost = threading.Event()
+        self._finished = threading.Event()
+
+    def beat(self) -> None:
+        updated = Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(
+            heartbeat_at=timezone.now()
+        )
+        if not updated:
+            self.lease_lost.set()
+            self.stop_requested.set()
+            return
+        if Run.objects.filter(pk=self.run_pk, cancel_requested=True).exists():
+            self.stop_requested.set()
+
+    def run(self) -> None:
+        try:
+            while not self._finished.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception:  # a database blip must not kill the job; the next beat retries
+                    logger.exception("heartbeat of run %s failed", self.run_pk)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self._finished.set()
+        self.join(timeout=self.interval + 5)
+
+
+@dataclass
+class RunContext:
+    """What an executor gets: the run row, its folder, the device and progress hooks."""
+
+    run: Run
+    workdir: Path
+    device: str
+    reporter: ProgressReporter
+    heartbeat: Heartbeat
+    deadline: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def should_stop(self) -> bool:
+        """True once the run is cancelled, its lease is lost or its soft time limit is near."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.extra["timed_out"] = True
+            return True
+        return self.heartbeat.stop_requested.is_set()
+
+    def log(self, message: str) -> None:
+        self.reporter.log(message)
+
+    def progress(self, step: int, total: int, loss: float | None = None) -> None:
+        self.reporter.update(step, total, loss)
+
+    def save_sample_grid(self, image: Any, step: int) -> str:
+        """Save a PIL sample grid as the run's latest sample; return its path under ARTIFACTS_ROOT."""
+        target = self.workdir / "samples" / f"step-{step:07d}.png"
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
+        relative = str(target.relative_to(settings.ARTIFACTS_ROOT))
+        self.reporter.set_latest_sample(relative)
+        return relative
+
+
+def claim_run(run_pk: int, worker_host: str) -> uuid.UUID | None:
+    """Take the run's lease, or return None when this delivery must not execute it."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_pk)
+        if run.is_finished:
+            logger.info("run %s is already %s; ignoring this delivery", run_pk, run.status)
+            return None
+        if run.cancel_requested:
+            run.status = Run.Status.CANCELLED
+            run.finished_at = now
+            run.save(update_fields=["status", "finished_at"])
+            return None
+        if run.status == Run.Status.RUNNING and run.heartbeat_at and now - run.heartbeat_at < lease:
+            logger.warning(
+                "run %s is held by %s (live lease); ignoring duplicate delivery",
+                run_pk,
+                run.worker_host,
+            )
+            return None
+        if run.attempts >= settings.RUN_MAX_ATTEMPTS:
+            run.status = Run.Status.FAILED
+            run.error = f"gave up after {run.attempts} attempts (the worker died or lost its lease each time)"
+            run.finished_at = now
+            run.save(update_fields=["status", "error", "finished_at"])
+            return None
+        token = uuid.uuid4()
+        run.status = Run.Status.RUNNING
+        run.attempts += 1
+        run.lease_token = token
+        run.heartbeat_at = now
+        run.worker_host = worker_host or socket.gethostname()
+        run.started_at = run.started_at or now
+        run.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "lease_token",
+                "heartbeat_at",
+                "worker_host",
+                "started_at",
+            ]
+        )
+    return token
+
+
+def _finish(run_pk: int, token: uuid.UUID, **fields: Any) -> bool:
+    fields.setdefault("finished_at", timezone.now())
+    fields["lease_token"] = None
+    return bool(Run.objects.filter(pk=run_pk, lease_token=token).update(**fields))
+
+
+def execute_run(
+    run_pk: int, worker_host: str = "", *, soft_time_limit: float | None = None
+) -> str | None:
+    """Claim and execute run ``run_pk``; return its final status (None if not executed here)."""
+    token = claim_run(run_pk, worker_host)
+    if token is None:
+        return None
+    run = Run.objects.get(pk=run_pk)
+    spec = get_kind(run.kind)
+    device = resolve_device(settings.COMPUTE_DEVICE) if spec.uses_gpu else "cpu"
+    Run.objects.filter(pk=run_pk).update(device=device)
+    reporter = ProgressReporter(run_pk, token)
+    heartbeat = Heartbeat(run_pk, token, interval=settings.RUN_HEARTBEAT_SECONDS)
+    limit = soft_time_limit if soft_time_limit is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT
+    # Stop a little before Celery's soft limit, so the executor can write its checkpoint.
+    deadline = time.monotonic() + max(1.0, limit - min(60.0, 0.05 * limit))
+    ctx = RunContext(
+        run=run,
+        workdir=run.workdir,
+        device=device,
+        reporter=reporter,
+        heartbeat=heartbeat,
+        deadline=deadline,
+    )
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    heartbeat.start()
+    started = time.monotonic()
+    reporter.log(f"attempt {run.attempts} on {run.worker_host} ({device})")
+    status: str
+    fields: dict[str, Any] = {}
+    try:
+        config = spec.parse_config(run.config)
+        result = spec.executor()(ctx, config)
+        if ctx.extra.get("timed_out"):
+            status, fields = (
+                Run.Status.TIMED_OUT,
+                {"result": result or {}, "error": "stopped at the soft time limit"},
+            )
+        elif heartbeat.stop_requested.is_set():
+            status, fields = Run.Status.CANCELLED, {"result": result or {}}
+        else:
+            status, fields = Run.Status.SUCCEEDED, {"result": result or {}}
+    except SoftTimeLimitExceeded:
+        status, fields = Run.Status.TIMED_OUT, {"error": "soft time limit exceeded"}
+    except RunStopped:
+        status = Run.Status.TIMED_OUT if ctx.extra.get("timed_out") else Run.Status.CANCELLED
+    except Exception as exc:
+        logger.exception("run %s failed", run_pk)
+        reporter.log(f"failed: {exc.__class__.__name__}: {exc}")
+        status, fields = (
+            Run.Status.FAILED,
+            {"error": "".join(traceback.format_exception(exc))[-5000:]},
+        )
+    finally:
+        heartbeat.finish()
+    elapsed = time.monotonic() - started
+    reporter.log(f"{status} after {elapsed:.1f} s")
+    reporter.flush(force=True)
+    gpu_seconds = run.gpu_seconds + (elapsed if device.startswith("cuda") else 0.0)
+    if not _finish(
+        run_pk, token, status=status, gpu_seconds=gpu_seconds, eta_seconds=None, **fields
+    ):
+        logger.warning(
+            "run %s: lease lost before the outcome (%s) could be recorded", run_pk, status
+        )
+        return None
+    return status

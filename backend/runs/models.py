@@ -1,0 +1,130 @@
+"""Runs: one training, generation, metric or downstream job, with its lineage and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        TRAIN_CONDITIONAL = "train-conditional", "Train conditional diffusion"
+        TRAIN_LORA = "train-lora", "Train Stable Diffusion LoRA"
+        TRAIN_TEXTUAL_INVERSION = "train-textual-inversion", "Train textual inversion"
+        GENERATE = "generate", "Generate a synthetic set"
+        EVALUATE = "evaluate", "Evaluate quality metrics"
+        DOWNSTREAM = "downstream", "Downstream classifier experiment"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        TIMED_OUT = "timed-out", "Timed out"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(help_text="The kind's config dataclass as JSON, validated at launch.")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    cancel_requested = models.BooleanField(default=False)
+
+    # Progress, written by the worker while the run executes.
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss_history = models.JSONField(
+        default=list, blank=True, help_text="[[step, loss], ...], thinned."
+    )
+    eta_seconds = models.FloatField(null=True, blank=True)
+    log_tail = models.TextField(blank=True)
+    latest_sample = models.CharField(
+        max_length=500, blank=True, help_text="Path under ARTIFACTS_ROOT."
+    )
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    # Execution bookkeeping: which worker holds the run, for how long, how often it started.
+    worker_host = models.CharField(max_length=255, blank=True)
+    device = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_token = models.UUIDField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    gpu_seconds = models.FloatField(default=0.0)
+
+    # Lineage.
+    parents = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="children")
+    datasets = models.ManyToManyField("datasets.Dataset", blank=True, related_name="runs")
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs:detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 100.0
+        return 100.0 * self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def workdir(self) -> Path:
+        """The run's folder under ARTIFACTS_ROOT (checkpoints, samples, outputs)."""
+        return Path(settings.ARTIFACTS_ROOT) / "runs" / str(self.pk)
+
+    @property
+    def gpu_cost(self) -> float:
+        return self.gpu_seconds / 3600.0 * settings.GPU_PRICE_PER_HOUR
+
+
+class Artifact(models.Model):
+    """A file or folder a run produced, with its content hash."""
+
+    class Kind(models.TextChoices):
+        MODEL = "model", "Model"
+        CHECKPOINT = "checkpoint", "Checkpoint"
+        IMAGES = "images", "Images"
+        SAMPLE_GRID = "sample-grid", "Sample grid"
+        REPORT = "report", "Report"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    path = models.CharField(max_length=500, help_text="Path relative to ARTIFACTS_ROOT.")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="unique_artifact_name_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.name}"
+
+    @property
+    def absolute_path(self) -> Path:
+        return Path(settings.ARTIFACTS_ROOT) / self.path

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from backend.datasets.models import Dataset
+from backend.runs.models import Artifact, Run
+from backend.runs.services import launch_run
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Artifact
+        fields = ["name", "kind", "path", "sha256", "size_bytes", "created_at"]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    artifacts = ArtifactSerializer(many=True, read_only=True)
+    preset = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    config = serializers.JSONField(required=False, default=dict)
+    datasets = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Dataset.objects.all(), required=False
+    )
+    parents = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Run.objects.all(), required=False
+    )
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "config",
+            "preset",
+            "status",
+            "cancel_requested",
+            "step",
+            "total_steps",
+            "loss_history",
+            "eta_seconds",
+            "result",
+            "error",
+            "worker_host",
+            "device",
+            "attempts",
+            "gpu_seconds",
+            "parents",
+            "datasets",
+            "artifacts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = [
+            "status",
+            "cancel_requested",
+            "step",
+            "total_steps",
+            "loss_history",
+            "eta_seconds",
+            "result",
+            "error",
+            "worker_host",
+            "device",
+            "attempts",
+            "gpu_seconds",
+            "artifacts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def create(self, validated_data: dict[str, Any]) -> Run:
+        try:
+            return launch_run(
+                kind=validated_data["kind"],
+                config=validated_data.get("config") or {},
+                preset=validated_data.get("preset") or None,
+                datasets=validated_data.get("datasets", []),
+                parents=validated_data.get("parents", []),
+                user=self.context["request"].user,
+                name=validated_data.get("name", ""),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from backend.accounts.access import data_viewer_required, launcher_required
+from backend.runs.models import Run
+from backend.runs.services import cancel_run
+
+
+def get_run_for_user(request: HttpRequest, pk: int) -> Run:
+    """The one accessor for runs in views: 404 unless the user may see data."""
+    return get_object_or_404(Run, pk=pk)
+
+
+def progress_payload(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "finished": run.is_finished,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "percent": round(run.progress_percent, 1),
+        "eta_seconds": run.eta_seconds,
+        "loss_history": run.loss_history,
+        "log_tail": run.log_tail,
+        "sample_version": run.latest_sample,
+        "worker_host": run.worker_host,
+        "device": run.device,
+        "attempts": run.attempts,
+        "gpu_seconds": run.gpu_seconds,
+        "error": run.error[-2000:],
+    }
+
+
+@data_viewer_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = Run.objects.all()
+    kind = request.GET.get("kind", "")
+    status = request.GET.get("status", "")
+    if kind in Run.Kind.values:
+        runs = runs.filter(kind=kind)
+    if status in Run.Status.values:
+        runs = runs.filter(status=status)
+    context = {
+        "runs": runs[:200],
+        "kinds": Run.Kind.choices,
+        "statuses": Run.Status.choices,
+        "kind": kind,
+        "status": status,
+    }
+    return render(request, "runs/list.html", context)
+
+
+@data_viewer_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_run_for_user(request, pk)
+    context = {
+        "run": run,
+        "progress": progress_payload(run),
+        "artifacts": run.artifacts.all(),
+        "parents": run.parents.all(),
+        "children": run.children.all(),
+        "datasets": run.datasets.all(),
+        "generated": run.generated_datasets.all(),
+    }
+    return render(request, "runs/detail.html", context)
+
+
+@data_viewer_required
+def run_progress(request: HttpRequest, pk: int) -> JsonResponse:
+    run = get_run_for_user(request, pk)
+    response = JsonResponse(progress_payload(run))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@data_viewer_required
+def run_sample(request: HttpRequest, pk: int) -> FileResponse:
+    run = get_run_for_user(request, pk)
+    if not run.latest_sample:
+        raise Http404
+    path = settings.ARTIFACTS_ROOT / run.latest_sample
+    try:
+        handle = open(path, "rb")  # FileResponse closes it
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(handle, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_POST
+@launcher_required
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = cancel_run(get_run_for_user(request, pk))
+    messages.info(request, f"Run #{run.pk}: cancel requested ({run.get_status_display()}).")
+    return redirect(run)

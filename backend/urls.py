@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from backend.core_views import healthz
+from backend.datasets.api import DatasetViewSet, ImageViewSet
+from backend.runs.api import RunViewSet
+
+router = DefaultRouter()
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("images", ImageViewSet, basename="image")
+router.register("runs", RunViewSet, basename="run")
+
+urlpatterns = [
+    path("", include("backend.dashboard.urls")),
+    path("datasets/", include("backend.datasets.urls")),
+    path("runs/", include("backend.runs.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+]
+
+admin.site.site_header = "FairDerm administration"
+admin.site.site_title = "FairDerm"

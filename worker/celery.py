@@ -1,0 +1,150 @@
+"""The Celery app shared by every FairDerm worker and by the web process that enqueues.
+
+Queues: ``gpu`` for training, generation and metric jobs (one task at a time per GPU worker)
+and ``cpu`` for imports and bookkeeping. Delivery is at-least-once: tasks are acknowledged
+after they finish (``acks_late``) and handed back when the worker process dies
+(``reject_on_worker_lost``); each run's database lease turns a duplicate delivery into a
+no-op (backend/runs/execution.py). Start a worker with::
+
+    celery -A worker worker -Q gpu --concurrency 1      # one per GPU
+    celery -A worker worker -Q cpu --concurrency 4
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import celeryd_init, task_postrun, task_prerun
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+#: Tasks that need the accelerator. Everything else runs on the cpu queue.
+GPU_TASKS = ("worker.tasks.execute_run_gpu",)
+
+
+def celery_settings(django_settings: Any) -> dict[str, Any]:
+    """The Celery configuration derived from Django settings (also checked by the tests)."""
+    visibility = django_settings.CELERY_VISIBILITY_TIMEOUT
+    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    broker_url: str = django_settings.CELERY_BROKER_URL
+    if broker_url.startswith("filesystem://"):
+        # The embedded broker of the demo: one folder that producers and workers share.
+        queue_dir = django_settings.BROKER_DIR / "queue"
+        transport_options.update(
+            {
+                "data_folder_in": str(queue_dir),
+                "data_folder_out": str(queue_dir),
+                "control_folder": str(django_settings.BROKER_DIR / "control"),
+                "processed_folder": str(django_settings.BROKER_DIR / "processed"),
+            }
+        )
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": None,
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "visibility_timeout": visibility,
+        "task_ignore_result": True,
+        "task_queues": tuple(
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (GPU_QUEUE, CPU_QUEUE)
+        ),
+        "task_default_exchange": CPU_QUEUE,
+        "task_default_queue": CPU_QUEUE,
+        "task_default_routing_key": CPU_QUEUE,
+        "task_routes": {
+            name: {"queue": GPU_QUEUE, "exchange": GPU_QUEUE, "routing_key": GPU_QUEUE}
+            for name in GPU_TASKS
+        },
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "task_time_limit": django_settings.CELERY_TASK_TIME_LIMIT,
+        "task_soft_time_limit": django_settings.CELERY_TASK_SOFT_TIME_LIMIT,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def make_broker_folders(config: dict[str, Any]) -> None:
+    options = config["broker_transport_options"]
+    for key in ("data_folder_in", "control_folder", "processed_folder"):
+        if key in options:
+            os.makedirs(options[key], exist_ok=True)
+
+
+app = Celery("fairderm", include=["worker.tasks"])
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    from django.conf import settings
+
+    config = celery_settings(settings)
+    make_broker_folders(config)
+    sender.conf.update(config)
+
+
+class WorkerConfigurationError(RuntimeError):
+    pass
+
+
+def check_worker_options(
+    queues: list[str], concurrency: int | None, prefetch_multiplier: int
+) -> None:
+    """A worker that consumes the gpu queue must run one task at a time with prefetch 1.
+
+    Otherwise two trainings would share one GPU's memory, or a second task would sit
+    reserved behind a long training while another GPU is idle.
+    """
+    if GPU_QUEUE in queues:
+        if concurrency != 1:
+            raise WorkerConfigurationError(
+                f"a worker consuming the {GPU_QUEUE!r} queue needs --concurrency 1, got {concurrency}"
+            )
+        if prefetch_multiplier != 1:
+            raise WorkerConfigurationError(
+                f"a worker consuming the {GPU_QUEUE!r} queue needs worker_prefetch_multiplier 1, "
+                f"got {prefetch_multiplier}"
+            )
+
+
+@celeryd_init.connect
+def _check_worker(
+    sender: str | None = None, instance: Any = None, conf: Any = None, options: Any = None, **_: Any
+) -> None:
+    options = options or {}
+    queues_option = options.get("queues") or []
+    if isinstance(queues_option, str):
+        queues_option = queues_option.split(",")
+    queues = [q.strip() for q in queues_option if q.strip()] or [CPU_QUEUE]
+    try:
+        check_worker_options(queues, options.get("concurrency"), conf.worker_prefetch_multiplier)
+    except WorkerConfigurationError as exc:
+        # Celery logs and swallows exceptions raised by signal handlers; SystemExit is not
+        # swallowed, so the misconfigured worker stops before it takes any task.
+        raise SystemExit(f"FairDerm worker refused to start: {exc}") from exc
+
+
+@task_prerun.connect
+def _close_stale_connections_before(**_: Any) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+@task_postrun.connect
+def _close_stale_connections_after(**_: Any) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
