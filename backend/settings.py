@@ -142,8 +142,6 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-# Without collectstatic (tests, a first start) fall back to unhashed names instead of a 500.
-WHITENOISE_MANIFEST_STRICT = False
 
 # --- Security ---------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -13,7 +13,6 @@ import csv
 import io
 import logging
 import os
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,26 +235,6 @@ def _load_image(row: ImportRow, metadata_name: str) -> tuple[bytes, str, int, in
     return buffer.getvalue(), ".png", converted.width, converted.height
 
 
-def compute_counts(dataset: Dataset) -> dict[str, Any]:
-    """Counts per FST x diagnosis, per FST, per diagnosis and per split, from the image rows."""
-    table: dict[str, Counter[str]] = defaultdict(Counter)
-    fst_counts: Counter[str] = Counter()
-    dx_counts: Counter[str] = Counter()
-    split_counts: Counter[str] = Counter()
-    for fst, dx, split in dataset.images.values_list("fst", "diagnosis", "split"):
-        key = str(fst) if fst else "unknown"
-        table[key][dx] += 1
-        fst_counts[key] += 1
-        dx_counts[dx] += 1
-        split_counts[split or "unassigned"] += 1
-    return {
-        "fst_diagnosis": {k: dict(v) for k, v in sorted(table.items())},
-        "fst": dict(sorted(fst_counts.items())),
-        "diagnosis": dict(sorted(dx_counts.items())),
-        "split": dict(sorted(split_counts.items())),
-    }
-
-
 def store_image_bytes(data: bytes, extension: str) -> tuple[str, str, bool]:
     """Store ``data`` content-addressed under MEDIA_ROOT; return (sha256, relative path, created)."""
     digest = sha256_bytes(data)
@@ -340,9 +319,8 @@ def run_import(dataset_pk: int, metadata: str | Path, images_dir: str | Path) ->
         with transaction.atomic():
             Image.objects.bulk_create(images, batch_size=500)
             dataset.status = Dataset.Status.READY
-            dataset.image_count = len(images)
             dataset.errors = [e.as_dict() for e in rejected]
-            dataset.counts = compute_counts(dataset)
+            dataset.refresh_counts(save=False)
             dataset.save(update_fields=["status", "image_count", "errors", "counts", "updated_at"])
     except ImportFailed as exc:
         _fail(dataset, created_files, exc.errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,29 @@ class Dataset(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("datasets:detail", args=[self.pk])
+
+    def refresh_counts(self, save: bool = True) -> dict[str, Any]:
+        """Recount images per FST x diagnosis, per FST, per diagnosis and per split."""
+        table: dict[str, Counter[str]] = defaultdict(Counter)
+        per_fst: Counter[str] = Counter()
+        per_dx: Counter[str] = Counter()
+        per_split: Counter[str] = Counter()
+        for fst, dx, split in self.images.values_list("fst", "diagnosis", "split"):
+            key = str(fst) if fst else "unknown"
+            table[key][dx] += 1
+            per_fst[key] += 1
+            per_dx[dx] += 1
+            per_split[split or "unassigned"] += 1
+        self.counts = {
+            "fst_diagnosis": {k: dict(sorted(v.items())) for k, v in sorted(table.items())},
+            "fst": dict(sorted(per_fst.items())),
+            "diagnosis": dict(sorted(per_dx.items())),
+            "split": dict(sorted(per_split.items())),
+        }
+        self.image_count = sum(per_fst.values())
+        if save:
+            self.save(update_fields=["counts", "image_count", "updated_at"])
+        return self.counts
 
     def count_table(self) -> dict[str, Any]:
         """FST x diagnosis counts as rows for templates: {"diagnoses": [...], "rows": [...]}."""

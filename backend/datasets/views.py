@@ -30,7 +30,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 @data_viewer_required
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_dataset_for_user(request, pk)
-    diagnoses = sorted(dataset.counts.get("diagnosis", {}))
+    diagnoses = sorted(set(dataset.images.values_list("diagnosis", flat=True)))
     grid = []
     for fst in FST:
         cells = []
