@@ -54,7 +54,10 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
-    assert gpu["environment"]["DATABASE_URL"] == "postgres://fairderm:example-password@postgres:5432/fairderm"
+    assert (
+        gpu["environment"]["DATABASE_URL"]
+        == "postgres://fairderm:example-password@postgres:5432/fairderm"
+    )
     missing = subprocess.run(
         [*command, "-f", "docker-compose.yml", "config", "-q"],
         cwd=ROOT,
@@ -68,7 +71,14 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 
 def test_services_of_a_deployment(compose_file: dict[str, Any]) -> None:
-    assert set(compose_file["services"]) == {"postgres", "redis", "web", "worker-gpu", "worker-cpu", "flower"}
+    assert set(compose_file["services"]) == {
+        "postgres",
+        "redis",
+        "web",
+        "worker-gpu",
+        "worker-cpu",
+        "flower",
+    }
 
 
 def test_the_gpu_worker_takes_one_gpu_task_at_a_time(compose_file: dict[str, Any]) -> None:

@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def ruff(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", *args], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "check", "--no-cache", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -41,7 +44,9 @@ def sandbox(tmp_path: Path) -> Path:
         ("validation", "from generation.phantom import build_phantom_dataset\n", "generation"),
     ],
 )
-def test_the_layering_rule_catches_forbidden_imports(sandbox: Path, package: str, source: str, banned: str) -> None:
+def test_the_layering_rule_catches_forbidden_imports(
+    sandbox: Path, package: str, source: str, banned: str
+) -> None:
     (sandbox / package / "leak.py").write_text(f"{source}\n__all__ = []\n")
     result = ruff(str(sandbox / package / "leak.py"), "--select", "TID251", cwd=sandbox)
     assert result.returncode == 1, result.stdout
@@ -51,7 +56,9 @@ def test_the_layering_rule_catches_forbidden_imports(sandbox: Path, package: str
 
 def test_the_backend_may_import_django(sandbox: Path) -> None:
     (sandbox / "backend").mkdir()
-    (sandbox / "backend" / "ok.py").write_text("from django.db import models\n\n__all__ = ['models']\n")
+    (sandbox / "backend" / "ok.py").write_text(
+        "from django.db import models\n\n__all__ = ['models']\n"
+    )
     result = ruff(str(sandbox / "backend" / "ok.py"), "--select", "TID251", cwd=sandbox)
     assert result.returncode == 0, result.stdout
 

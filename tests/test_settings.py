@@ -29,7 +29,9 @@ def make_env(**values: str) -> Env:
         ("choice", "LOG_LEVEL", "LOUD", "expected one of"),
     ],
 )
-def test_it_names_the_variable_on_a_bad_value(method: str, name: str, value: str, fragment: str) -> None:
+def test_it_names_the_variable_on_a_bad_value(
+    method: str, name: str, value: str, fragment: str
+) -> None:
     env = make_env(**{name: value})
     reader = getattr(env, method)
     args: tuple = (name, ["DEBUG", "INFO"]) if method == "choice" else (name,)
@@ -62,7 +64,9 @@ def test_it_reads_secrets_from_files(tmp_path: Path) -> None:
 
 def test_database_urls() -> None:
     env = make_env(
-        PG="postgres://postgres@127.0.0.1:5432/fairderm", SQ="sqlite:///var/db.sqlite3", BAD="mysql://x/y"
+        PG="postgres://postgres@127.0.0.1:5432/fairderm",
+        SQ="sqlite:///var/db.sqlite3",
+        BAD="mysql://x/y",
     )
     pg = env.database("PG", "")
     assert pg["ENGINE"] == "django.db.backends.postgresql"
@@ -83,12 +87,19 @@ def _manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     base.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_a_bad_value_stops_start_up(tmp_path: Path) -> None:
-    result = _manage(["check"], {"DEBUG": "1", "FAIRDERM_VAR_DIR": str(tmp_path), "COMPUTE_DEVICE": "tpu"})
+    result = _manage(
+        ["check"], {"DEBUG": "1", "FAIRDERM_VAR_DIR": str(tmp_path), "COMPUTE_DEVICE": "tpu"}
+    )
     assert result.returncode != 0
     assert "COMPUTE_DEVICE: expected auto, cpu, mps, cuda or cuda:N, got 'tpu'" in result.stderr
 
@@ -133,4 +144,7 @@ def test_model_caches_are_exported(tmp_path: Path) -> None:
     code = "import os; from django.conf import settings; settings.DEBUG; print(os.environ['TORCH_HOME'], os.environ['HF_HOME'])"
     result = _manage(["shell", "-c", code], env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == [str(tmp_path / "torch"), str(tmp_path / "hf")]
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        str(tmp_path / "torch"),
+        str(tmp_path / "hf"),
+    ]

@@ -13,15 +13,29 @@ from backend.datasets.models import Dataset, Image
 from backend.datasets.services import import_now
 from tests.datasets.factories import png_bytes
 
-HEADER = ["image_id", "file", "lesion_id", "patient_id", "fst", "ita", "diagnosis", "malignant", "n_colours"]
+HEADER = [
+    "image_id",
+    "file",
+    "lesion_id",
+    "patient_id",
+    "fst",
+    "ita",
+    "diagnosis",
+    "malignant",
+    "n_colours",
+]
 
 
-def write_set(folder: Path, rows: list[dict[str, str]], images: dict[str, bytes] | None = None) -> Path:
+def write_set(
+    folder: Path, rows: list[dict[str, str]], images: dict[str, bytes] | None = None
+) -> Path:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for row in rows:
         name = row.get("file", "")
         if name.startswith("images/") and (images is None or name not in images):
-            (folder / name).write_bytes(png_bytes((10 * int(row["fst"] or 1), 100, len(row["image_id"]) * 9)))
+            (folder / name).write_bytes(
+                png_bytes((10 * int(row["fst"] or 1), 100, len(row["image_id"]) * 9))
+            )
     for name, data in (images or {}).items():
         (folder / name).write_bytes(data)
     metadata = folder / "metadata.csv"
@@ -65,7 +79,10 @@ def test_it_imports_rows_with_labels_and_ground_truth(tmp_path: Path) -> None:
     assert (image.fst, image.diagnosis, image.malignant) == (6, "melanoma", True)
     assert image.fst_source == Image.FstSource.LABEL
     assert image.ground_truth == {"n_colours": "2"}
-    assert image.path.exists() and image.path.read_bytes() == (tmp_path / "images/ph-0005.png").read_bytes()
+    assert (
+        image.path.exists()
+        and image.path.read_bytes() == (tmp_path / "images/ph-0005.png").read_bytes()
+    )
     assert dataset.counts["fst"]["6"] == 2
     assert dataset.counts["fst_diagnosis"]["1"] == {"bcc": 1, "nevus": 1}
     assert dataset.count_table()["rows"][0]["fst"] == "I"
@@ -73,7 +90,13 @@ def test_it_imports_rows_with_labels_and_ground_truth(tmp_path: Path) -> None:
 
 @pytest.mark.django_db
 def test_bad_rows_are_rejected_with_file_row_and_field(tmp_path: Path) -> None:
-    rows = [row(0), row(1, fst="7"), row(2, diagnosis="wart"), row(3, file="../../etc/passwd"), row(4)]
+    rows = [
+        row(0),
+        row(1, fst="7"),
+        row(2, diagnosis="wart"),
+        row(3, file="../../etc/passwd"),
+        row(4),
+    ]
     rows.append(row(5, file="images/missing.png"))
     metadata = write_set(tmp_path, rows)
     (tmp_path / "images/missing.png").unlink(missing_ok=True)
@@ -116,7 +139,9 @@ def test_missing_columns_fail_the_import_by_name(tmp_path: Path) -> None:
 @pytest.mark.django_db
 def test_non_utf8_and_non_images_are_reported(tmp_path: Path) -> None:
     metadata = tmp_path / "metadata.csv"
-    metadata.write_bytes("image_id,file,fst,diagnosis\nb\xe9,images/x.png,2,nevus\n".encode("latin-1"))
+    metadata.write_bytes(
+        "image_id,file,fst,diagnosis\nb\xe9,images/x.png,2,nevus\n".encode("latin-1")
+    )
     (tmp_path / "images").mkdir()
     summary = import_now(name="latin1", format="phantom", metadata=metadata, images_dir=tmp_path)
     assert summary.status == "failed"

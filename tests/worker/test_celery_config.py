@@ -11,7 +11,13 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
-from worker.celery import GPU_QUEUE, WorkerConfigurationError, app, celery_settings, check_worker_options
+from worker.celery import (
+    GPU_QUEUE,
+    WorkerConfigurationError,
+    app,
+    celery_settings,
+    check_worker_options,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +76,9 @@ def test_filesystem_broker_folders_come_from_settings(tmp_path: Path) -> None:
     (["gpu"], None, 1, False),
     (["gpu"], 1, 4, False),
 ])  # fmt: skip
-def test_a_gpu_worker_runs_one_task_at_a_time(queues: list[str], concurrency: Any, prefetch: int, ok: bool) -> None:
+def test_a_gpu_worker_runs_one_task_at_a_time(
+    queues: list[str], concurrency: Any, prefetch: int, ok: bool
+) -> None:
     if ok:
         check_worker_options(queues, concurrency, prefetch)
     else:
@@ -81,7 +89,18 @@ def test_a_gpu_worker_runs_one_task_at_a_time(queues: list[str], concurrency: An
 @pytest.mark.integration
 def test_a_real_gpu_worker_with_concurrency_two_refuses_to_start() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "gpu", "--concurrency", "2"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            "gpu",
+            "--concurrency",
+            "2",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -92,7 +111,9 @@ def test_a_real_gpu_worker_with_concurrency_two_refuses_to_start() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rolled_back_transaction_sends_no_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rolled_back_transaction_sends_no_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from backend.datasets.services import import_in_background
     from worker import tasks
 
@@ -103,8 +124,12 @@ def test_a_rolled_back_transaction_sends_no_task(tmp_path: Path, monkeypatch: py
         pass
 
     with pytest.raises(Boom), transaction.atomic():
-        import_in_background(name="rolled-back", format="phantom", metadata=tmp_path / "m.csv", images_dir=tmp_path)
+        import_in_background(
+            name="rolled-back", format="phantom", metadata=tmp_path / "m.csv", images_dir=tmp_path
+        )
         raise Boom
     assert sent == []
-    import_in_background(name="committed", format="phantom", metadata=tmp_path / "m.csv", images_dir=tmp_path)
+    import_in_background(
+        name="committed", format="phantom", metadata=tmp_path / "m.csv", images_dir=tmp_path
+    )
     assert len(sent) == 1 and sent[0]["kwargs"]["metadata"] == str(tmp_path / "m.csv")

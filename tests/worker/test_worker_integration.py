@@ -18,7 +18,9 @@ def test_an_import_task_reaches_a_real_worker_and_changes_the_row(
     celery_worker_process: WorkerProcess, tmp_path: Path
 ) -> None:
     metadata = write_set(tmp_path, [row(i) for i in range(6)])
-    dataset = import_in_background(name="via-worker", format="phantom", metadata=metadata, images_dir=tmp_path)
+    dataset = import_in_background(
+        name="via-worker", format="phantom", metadata=metadata, images_dir=tmp_path
+    )
     assert dataset.status == Dataset.Status.IMPORTING
 
     def finished() -> Dataset | None:
@@ -32,9 +34,14 @@ def test_an_import_task_reaches_a_real_worker_and_changes_the_row(
     assert "worker.tasks.import_dataset" in log and "received" in log
 
 
-def test_a_failing_import_is_recorded_by_the_worker(celery_worker_process: WorkerProcess, tmp_path: Path) -> None:
+def test_a_failing_import_is_recorded_by_the_worker(
+    celery_worker_process: WorkerProcess, tmp_path: Path
+) -> None:
     dataset = import_in_background(
-        name="missing-folder", format="phantom", metadata=tmp_path / "none.csv", images_dir=tmp_path / "none"
+        name="missing-folder",
+        format="phantom",
+        metadata=tmp_path / "none.csv",
+        images_dir=tmp_path / "none",
     )
 
     def finished() -> bool:
