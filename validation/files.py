@@ -20,6 +20,9 @@ from typing import IO, Any
 
 TEMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
+# mkstemp/mkdtemp create private (0600/0700) entries; what we publish gets the usual modes.
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -48,6 +51,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -86,6 +90,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, DIR_MODE)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
