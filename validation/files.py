@@ -126,3 +126,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_tree(folder: str | os.PathLike[str]) -> str:
+    """One hex sha256 for a folder: the hash of its sorted ``relative-path<TAB>file-sha256`` lines.
+
+    Temporary files of interrupted writes are left out, so the hash is stable across crashes.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"folder: {root} is not a directory")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") and part.endswith(TEMP_SUFFIX) for part in path.relative_to(root).parts):
+            continue
+        digest.update(f"{relative}\t{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
