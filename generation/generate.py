@@ -1,0 +1,231 @@
+"""Batched, resumable image generation with per-image provenance embedded in the PNG.
+
+Model-agnostic: ``generate_images`` takes any *sampler*, a callable that maps a batch of
+``GenerationItem`` and one seeded ``torch.Generator`` per item to one ``PIL.Image`` per item
+(``generation.conditional.ConditionalPipelineSampler`` is one; the Stable Diffusion path brings
+its own). Every image is written atomically as ``<output_dir>/<index:06d>.png`` with its
+provenance as JSON in an iTXt chunk (key ``fairderm:provenance``); a re-run skips the images
+that are already there, so a retried or resumed job never regenerates or duplicates one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image, PngImagePlugin
+
+from generation.plans import GenerationItem
+from validation.files import atomic_path, sha256_file, sweep_temp_files
+
+logger = logging.getLogger(__name__)
+
+PROVENANCE_KEY = "fairderm:provenance"
+#: Per-image provenance fields; they override same-named keys of the caller's provenance.
+ITEM_FIELDS = ("index", "seed", "fst", "diagnosis")
+
+
+class ImageSampler(Protocol):
+    """Anything that turns items plus one generator per item into one image per item."""
+
+    def __call__(
+        self, items: Sequence[GenerationItem], generators: Sequence[torch.Generator]
+    ) -> Sequence[Image.Image]: ...
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One image on disk.
+
+    Args:
+        index (`int`), fst (`int`), diagnosis (`str`), seed (`int`): From the plan item.
+        path (`Path`): The PNG.
+        sha256 (`str`): Hex digest of the PNG file.
+        provenance (`dict`): The provenance stored in the PNG.
+        generated (`bool`): ``True`` if made by this call, ``False`` if found on disk.
+    """
+
+    index: int
+    path: Path
+    sha256: str
+    fst: int
+    diagnosis: str
+    seed: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+    generated: bool = True
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the software that shapes the pixels (python, torch, diffusers, numpy, pillow)."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "diffusers", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance dict embedded in a FairDerm PNG; ``ValueError`` if it has none.
+
+    Args:
+        path (`str` or `os.PathLike`): A PNG written by ``generate_images``.
+    """
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get(PROVENANCE_KEY)
+    if text is None:
+        raise ValueError(f"path: {path} carries no {PROVENANCE_KEY} chunk")
+    return json.loads(text)
+
+
+def image_path(output_dir: str | os.PathLike[str], index: int, width: int = 6) -> Path:
+    """``output_dir/<index zero-padded to width>.png``."""
+    return Path(output_dir) / f"{index:0{width}d}.png"
+
+
+def _existing(path: Path, item: GenerationItem) -> GeneratedImage | None:
+    """The finished image at ``path`` for ``item``, or ``None`` if missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            text = image.text.get(PROVENANCE_KEY)
+        provenance = json.loads(text) if text is not None else None
+    except (OSError, ValueError, SyntaxError):
+        logger.warning("Regenerating unreadable image %s", path)
+        return None
+    if not isinstance(provenance, dict):
+        logger.warning("Regenerating %s: it has no provenance", path)
+        return None
+    found = tuple(provenance.get(key) for key in ITEM_FIELDS)
+    wanted = (item.index, item.seed, item.fst, item.diagnosis)
+    if found != wanted:
+        raise ValueError(
+            f"output_dir: {path.name} belongs to another plan "
+            f"(index, seed, fst, diagnosis {found} instead of {wanted})"
+        )
+    return GeneratedImage(
+        index=item.index,
+        path=path,
+        sha256=sha256_file(path),
+        fst=item.fst,
+        diagnosis=item.diagnosis,
+        seed=item.seed,
+        provenance=provenance,
+        generated=False,
+    )
+
+
+def _write_png(image: Image.Image, path: Path, provenance: dict[str, Any]) -> str:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return sha256_file(path)
+
+
+def generate_images(
+    sampler: ImageSampler | Callable[..., Sequence[Image.Image]],
+    items: Sequence[GenerationItem],
+    output_dir: str | os.PathLike[str],
+    *,
+    batch_size: int,
+    provenance: dict[str, Any],
+    on_progress: Callable[[int, int, list[GeneratedImage]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[GeneratedImage]:
+    """Generate ``items`` in batches as PNGs with provenance, skipping those already on disk.
+
+    Args:
+        sampler (`ImageSampler`):
+            ``sampler(items, generators) -> images``: one ``PIL.Image`` per item, the noise of
+            item ``i`` drawn from ``generators[i]`` (seeded with ``items[i].seed``).
+        items (`Sequence[GenerationItem]`): The plan (unique indices), e.g. ``balanced_plan(...)``.
+        output_dir (`str` or `os.PathLike`): Folder of the PNGs; created if missing.
+        batch_size (`int`): Items per sampler call.
+        provenance (`dict`):
+            JSON-serialisable facts shared by every image (model hash, sampler settings, git
+            sha, ``package_versions()``...). Each PNG stores it merged with its own
+            ``index``, ``seed``, ``fst`` and ``diagnosis``.
+        on_progress (`Callable[[int, int, list[GeneratedImage]], None]`, *optional*):
+            Called after the skip scan and after every batch with (images done, total, the
+            images that step added).
+        should_stop (`Callable[[], bool]`, *optional*):
+            Polled before every batch; ``True`` stops after the images already written.
+
+    Returns:
+        The images done, in plan order: the whole plan, or fewer if ``should_stop`` ended the run.
+        An existing image is returned with the provenance stored in its file.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: {batch_size!r} is not an integer >= 1")
+    if not isinstance(provenance, dict):
+        raise ValueError(f"provenance: expected a dict, got {type(provenance).__name__}")
+    try:
+        json.dumps(provenance)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"provenance: not JSON-serialisable ({error})") from None
+    indices = [item.index for item in items]
+    if len(set(indices)) != len(indices):
+        raise ValueError("items: indices are not unique")
+    if any(index < 0 for index in indices):
+        raise ValueError("items: negative index")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    sweep_temp_files(output_dir)
+    width = max(6, len(str(max(indices, default=0))))
+
+    done: dict[int, GeneratedImage] = {}
+    pending: list[GenerationItem] = []
+    for item in items:
+        existing = _existing(image_path(output_dir, item.index, width), item)
+        if existing is None:
+            pending.append(item)
+        else:
+            done[item.index] = existing
+    if done:
+        logger.info("Skipping %d of %d images already in %s", len(done), len(items), output_dir)
+    if on_progress is not None:
+        on_progress(len(done), len(items), [done[i] for i in indices if i in done])
+
+    for start in range(0, len(pending), batch_size):
+        if should_stop is not None and should_stop():
+            logger.info("Generation stopped with %d of %d images", len(done), len(items))
+            break
+        batch = pending[start : start + batch_size]
+        generators = [torch.Generator().manual_seed(item.seed) for item in batch]
+        images = list(sampler(batch, generators))
+        if len(images) != len(batch):
+            raise ValueError(f"sampler: returned {len(images)} images for {len(batch)} items")
+        written: list[GeneratedImage] = []
+        for item, image in zip(batch, images, strict=True):
+            if not isinstance(image, Image.Image):
+                raise ValueError(f"sampler: returned {type(image).__name__}, not a PIL image")
+            record = {**provenance, **{key: getattr(item, key) for key in ITEM_FIELDS}}
+            path = image_path(output_dir, item.index, width)
+            digest = _write_png(image, path, record)
+            written.append(
+                GeneratedImage(
+                    index=item.index,
+                    path=path,
+                    sha256=digest,
+                    fst=item.fst,
+                    diagnosis=item.diagnosis,
+                    seed=item.seed,
+                    provenance=record,
+                )
+            )
+            done[item.index] = written[-1]
+        if on_progress is not None:
+            on_progress(len(done), len(items), written)
+    return [done[index] for index in indices if index in done]

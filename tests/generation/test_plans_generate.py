@@ -1,0 +1,264 @@
+"""Balanced plans and resumable, provenance-stamped generation (model-agnostic)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.generate import (
+    PROVENANCE_KEY,
+    GeneratedImage,
+    generate_images,
+    package_versions,
+    read_provenance,
+)
+from generation.plans import (
+    GenerationItem,
+    balanced_plan,
+    derive_seed,
+    plan_from_counts,
+    plan_summary,
+)
+from validation.files import sha256_file
+
+# diffusers' DPM-Solver calls np.array on a torch tensor (numpy 2 deprecation, harmless).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+
+PROVENANCE = {"model": "fake", "model_sha256": "ab" * 32, "versions": {"torch": "x"}}
+
+
+class FakeSampler:
+    """Colours each image from its own generator; counts calls and items."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(
+        self, items: Sequence[GenerationItem], generators: Sequence[torch.Generator]
+    ) -> list[Image.Image]:
+        self.calls.append([item.index for item in items])
+        images = []
+        for item, generator in zip(items, generators, strict=True):
+            noise = torch.rand((8, 8, 3), generator=generator)
+            pixels = (noise * 255).to(torch.uint8).numpy()
+            pixels[0, 0] = (item.fst, 0, 0)
+            images.append(Image.fromarray(pixels, "RGB"))
+        return images
+
+    @property
+    def generated(self) -> list[int]:
+        return [index for call in self.calls for index in call]
+
+
+def test_balanced_plan_gives_every_cell_per_cell_images_interleaved() -> None:
+    plan = balanced_plan([1, 2, 3, 4, 5, 6], ["nevus", "melanoma"], per_cell=3, base_seed=42)
+    assert len(plan) == 36
+    assert [item.index for item in plan] == list(range(36))
+    assert set(Counter((i.fst, i.diagnosis) for i in plan).values()) == {3}
+    # Round k holds the k-th image of every cell, so a partial run stays balanced.
+    first_round = plan[:12]
+    assert len({(i.fst, i.diagnosis) for i in first_round}) == 12
+    assert plan_summary(plan)["6/melanoma"] == 3
+
+
+def test_plan_seeds_are_deterministic_distinct_and_depend_on_the_base_seed() -> None:
+    plan = balanced_plan([1, 6], ["bcc"], per_cell=50, base_seed=7)
+    assert plan == balanced_plan([1, 6], ["bcc"], per_cell=50, base_seed=7)
+    seeds = [item.seed for item in plan]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= seed < 2**63 for seed in seeds)
+    assert seeds[5] == derive_seed(7, 5)
+    other = balanced_plan([1, 6], ["bcc"], per_cell=50, base_seed=8)
+    assert not set(seeds) & {item.seed for item in other}
+
+
+def test_plan_from_counts() -> None:
+    plan = plan_from_counts({(5, "nevus"): 3, (6, "nevus"): 1, (1, "nevus"): 0}, base_seed=0)
+    assert [(i.fst, i.diagnosis) for i in plan] == [
+        (5, "nevus"),
+        (6, "nevus"),
+        (5, "nevus"),
+        (5, "nevus"),
+    ]
+    with pytest.raises(ValueError, match="^counts: "):
+        plan_from_counts({(5, "nevus"): -1}, base_seed=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        (([], ["nevus"], 1, 0), "fsts"),
+        (([0], ["nevus"], 1, 0), "fsts"),
+        (([1, 1], ["nevus"], 1, 0), "fsts"),
+        (([1], [], 1, 0), "diagnoses"),
+        (([1], ["wart"], 1, 0), "diagnoses"),
+        (([1], ["nevus"], 0, 0), "per_cell"),
+        (([1], ["nevus"], 1, -1), "base_seed"),
+        (([1], ["nevus"], 1, 2**63), "base_seed"),
+    ],
+)
+def test_balanced_plan_rejects_bad_arguments(args: tuple[Any, ...], argument: str) -> None:
+    with pytest.raises(ValueError, match=f"^{argument}: "):
+        balanced_plan(*args)
+
+
+def test_generate_writes_pngs_with_provenance(tmp_path: Path) -> None:
+    plan = balanced_plan([1, 6], ["nevus", "melanoma"], per_cell=2, base_seed=3)
+    sampler = FakeSampler()
+    progress: list[tuple[int, int, int]] = []
+    images = generate_images(
+        sampler,
+        plan,
+        tmp_path / "out",
+        batch_size=3,
+        provenance=PROVENANCE,
+        on_progress=lambda done, total, new: progress.append((done, total, len(new))),
+    )
+    assert [image.index for image in images] == list(range(8))
+    assert sampler.calls == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert progress == [(0, 8, 0), (3, 8, 3), (6, 8, 3), (8, 8, 2)]
+    for item, image in zip(plan, images, strict=True):
+        assert isinstance(image, GeneratedImage) and image.generated
+        assert image.path == tmp_path / "out" / f"{item.index:06d}.png"
+        assert (image.fst, image.diagnosis, image.seed) == (item.fst, item.diagnosis, item.seed)
+        assert image.sha256 == sha256_file(image.path)
+        stored = read_provenance(image.path)
+        assert stored == image.provenance
+        assert stored == {**PROVENANCE, **item.to_dict()}
+        with Image.open(image.path) as png:
+            assert png.format == "PNG" and json.loads(png.text[PROVENANCE_KEY])["seed"] == item.seed
+            assert png.getpixel((0, 0))[0] == item.fst
+    assert not list((tmp_path / "out").glob(".*"))
+
+
+def test_each_image_depends_only_on_its_own_seed(tmp_path: Path) -> None:
+    plan = balanced_plan([2, 3], ["nevus"], per_cell=2, base_seed=1)
+    one = generate_images(FakeSampler(), plan, tmp_path / "a", batch_size=4, provenance={})
+    other = generate_images(FakeSampler(), plan[::-1], tmp_path / "b", batch_size=1, provenance={})
+    by_index = {image.index: image.sha256 for image in other}
+    assert all(by_index[image.index] == image.sha256 for image in one)
+
+
+def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) -> None:
+    plan = balanced_plan([1, 2, 3, 4, 5, 6], ["nevus"], per_cell=2, base_seed=0)
+    first = FakeSampler()
+    polls = iter([False, False, True])
+    partial = generate_images(
+        first, plan, tmp_path, batch_size=4, provenance=PROVENANCE, should_stop=lambda: next(polls)
+    )
+    assert [image.index for image in partial] == list(range(8))
+    assert first.generated == list(range(8))
+    hashes = {image.index: image.sha256 for image in partial}
+    # A crash mid-write leaves a temporary file; one finished image got truncated.
+    (tmp_path / ".000009.png.abc.tmp").write_bytes(b"partial")
+    truncated = tmp_path / "000007.png"
+    with Image.open(truncated) as png:
+        pixels_before = np.asarray(png).copy()
+    truncated.write_bytes(truncated.read_bytes()[:40])
+
+    second = FakeSampler()
+    resumed = generate_images(second, plan, tmp_path, batch_size=4, provenance={"run": 2})
+    assert second.generated == [7, 8, 9, 10, 11]  # only the missing and the broken one
+    assert [image.index for image in resumed] == list(range(12))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:06d}.png" for i in range(12)]
+    for image in resumed[:7]:
+        assert not image.generated and image.sha256 == hashes[image.index]
+        assert image.provenance["model"] == "fake"  # read back from the file
+    assert resumed[7].generated
+    with Image.open(resumed[7].path) as png:
+        assert np.array_equal(np.asarray(png), pixels_before)  # same seed, same pixels
+    assert resumed[8].provenance["run"] == 2
+
+    third = FakeSampler()
+    again = generate_images(third, plan, tmp_path, batch_size=4, provenance={})
+    assert third.calls == [] and len(again) == 12
+
+
+def test_generation_refuses_a_folder_holding_another_plan(tmp_path: Path) -> None:
+    generate_images(
+        FakeSampler(), balanced_plan([1], ["nevus"], 2, 0), tmp_path, batch_size=2, provenance={}
+    )
+    with pytest.raises(ValueError, match="^output_dir: 000000.png belongs to another plan"):
+        generate_images(
+            FakeSampler(),
+            balanced_plan([1], ["nevus"], 2, 99),
+            tmp_path,
+            batch_size=2,
+            provenance={},
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"provenance": {"path": Path("/x")}}, "provenance"),
+        ({"provenance": [1]}, "provenance"),
+    ],
+)
+def test_generate_rejects_bad_arguments(
+    tmp_path: Path, kwargs: dict[str, Any], argument: str
+) -> None:
+    values: dict[str, Any] = {"batch_size": 2, "provenance": {}}
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{argument}: "):
+        generate_images(FakeSampler(), balanced_plan([1], ["nevus"], 1, 0), tmp_path, **values)
+
+
+def test_generate_rejects_duplicate_indices_and_short_sampler_output(tmp_path: Path) -> None:
+    item = GenerationItem(0, 1, "nevus", 5)
+    with pytest.raises(ValueError, match="^items: "):
+        generate_images(FakeSampler(), [item, item], tmp_path, batch_size=2, provenance={})
+    with pytest.raises(ValueError, match="^sampler: "):
+        generate_images(lambda items, gens: [], [item], tmp_path, batch_size=2, provenance={})
+
+
+def test_package_versions_and_missing_provenance(tmp_path: Path) -> None:
+    versions = package_versions()
+    assert set(versions) == {"python", "torch", "diffusers", "numpy", "pillow"}
+    assert versions["numpy"] == np.__version__
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    with pytest.raises(ValueError, match="^path: "):
+        read_provenance(tmp_path / "plain.png")
+
+
+def test_conditional_pipeline_sampler_end_to_end(tmp_path: Path) -> None:
+    from generation.conditional import (
+        ConditionalLesionPipeline,
+        ConditionalPipelineSampler,
+        build_unet,
+        make_noise_scheduler,
+    )
+    from tests.generation.test_conditional_toydata import tiny_config
+
+    config = tiny_config()
+    pipeline = ConditionalLesionPipeline(
+        build_unet(config).eval(), make_noise_scheduler(config), diagnoses=list(config.diagnoses)
+    )
+    pipeline.save_pretrained(tmp_path / "model")
+    sampler = ConditionalPipelineSampler.from_pretrained(
+        tmp_path / "model", num_inference_steps=2, guidance_scale=1.5, sampler="dpmsolver++"
+    )
+    provenance = {**sampler.provenance(), "versions": package_versions()}
+    assert provenance["model_sha256"] == sha256_file(
+        tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    )
+    plan = balanced_plan([1, 6], ["nevus", "melanoma"], per_cell=1, base_seed=0)
+    images = generate_images(sampler, plan, tmp_path / "out", batch_size=3, provenance=provenance)
+    assert len(images) == 4
+    stored = read_provenance(images[3].path)
+    assert stored["sampler"] == "dpmsolver++" and stored["guidance_scale"] == 1.5
+    assert stored["fst"] == 6 and stored["diagnosis"] == "melanoma"
+    with Image.open(images[0].path) as png:
+        assert png.size == (16, 16) and png.mode == "RGB"
