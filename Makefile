@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 install: $(STAMP)
 
 demo: install
-	$(PY) manage.py demo
+	DEBUG=1 $(PY) manage.py demo $(DEMO_ARGS)
 
 test: install lint
 	$(PY) -m pytest

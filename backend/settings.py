@@ -184,7 +184,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -----------------------------------------------------------------------------------
 # Read by worker/celery.py (namespace CELERY_). The database row of a run is the source of
 # truth; Celery only carries primary keys, so no result backend is used.
-CELERY_BROKER_URL: str = env.broker("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL: str = env.broker("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_TASK_TIME_LIMIT: int = env.int("CELERY_TASK_TIME_LIMIT", 24 * 3600, min_value=60)
 CELERY_TASK_SOFT_TIME_LIMIT: int = int(CELERY_TASK_TIME_LIMIT * 0.9)
 # Redis redelivers an unacknowledged task after the visibility timeout: it must exceed the

@@ -149,3 +149,83 @@ def plan_summary(items: Sequence[GenerationItem]) -> dict[str, int]:
         key = f"{item.fst}/{item.diagnosis}"
         summary[key] = summary.get(key, 0) + 1
     return summary
+
+
+#: Samplers every generation path understands (the SD path accepts more; see stable_diffusion).
+GENERATION_SAMPLERS = ("ddim", "dpmsolver++")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """A balanced synthetic set to generate from a trained model (the ``generate`` run's config).
+
+    Args:
+        per_cell (`int`, defaults to 10): Images per FST × diagnosis cell.
+        fsts (`tuple[int, ...]`, defaults to I-VI): Skin types to generate.
+        diagnoses (`tuple[str, ...]`, defaults to empty): Diagnosis codes; empty means every
+            diagnosis the model was trained on.
+        guidance_scale (`float`, defaults to 2.0): Classifier-free guidance (1 = none).
+        num_inference_steps (`int`, defaults to 25): Sampler steps.
+        sampler (`str`, defaults to ``"ddim"``): ``"ddim"`` or ``"dpmsolver++"``.
+        batch_size (`int`, defaults to 32): Images per model call.
+        seed (`int`, defaults to 0): The plan's base seed (each image's seed derives from it).
+        dataset_name (`str`, defaults to empty): Name of the synthetic dataset; empty means
+            ``synthetic-run-<run id>``.
+    """
+
+    per_cell: int = 10
+    fsts: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    diagnoses: tuple[str, ...] = ()
+    guidance_scale: float = 2.0
+    num_inference_steps: int = 25
+    sampler: str = "ddim"
+    batch_size: int = 32
+    seed: int = 0
+    dataset_name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fsts", tuple(self.fsts))
+        object.__setattr__(self, "diagnoses", tuple(self.diagnoses))
+        _check_labels(self.fsts, self.diagnoses or ("other",))
+        for name, low, high in (
+            ("per_cell", 1, 1_000_000),
+            ("num_inference_steps", 1, 1000),
+            ("batch_size", 1, 4096),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}: {value!r} is not an integer in {low}..{high}")
+        if isinstance(self.guidance_scale, bool) or not isinstance(
+            self.guidance_scale, int | float
+        ):
+            raise ValueError(f"guidance_scale: {self.guidance_scale!r} is not a number")
+        if not 0.0 <= float(self.guidance_scale) <= 30.0:
+            raise ValueError(f"guidance_scale: {self.guidance_scale!r} is not in 0..30")
+        if self.sampler not in GENERATION_SAMPLERS:
+            raise ValueError(
+                f"sampler: {self.sampler!r} is not one of {', '.join(GENERATION_SAMPLERS)}"
+            )
+        _check_seed(self.seed)
+        if not isinstance(self.dataset_name, str) or len(self.dataset_name) > 200:
+            raise ValueError("dataset_name: must be a string of at most 200 characters")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fsts"], data["diagnoses"] = list(self.fsts), list(self.diagnoses)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown config key(s) {', '.join(unknown)}")
+        return cls(**dict(data))
+
+    def plan(self, model_diagnoses: Sequence[str]) -> list[GenerationItem]:
+        """The balanced plan for a model trained on ``model_diagnoses``."""
+        diagnoses = list(self.diagnoses) or list(model_diagnoses)
+        missing = [code for code in diagnoses if code not in model_diagnoses]
+        if missing:
+            raise ValueError(f"diagnoses: the model was not trained on {', '.join(missing)}")
+        return balanced_plan(self.fsts, diagnoses, self.per_cell, self.seed)

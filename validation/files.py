@@ -139,7 +139,10 @@ def sha256_tree(folder: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
-        if any(part.startswith(".") and part.endswith(TEMP_SUFFIX) for part in path.relative_to(root).parts):
+        if any(
+            part.startswith(".") and part.endswith(TEMP_SUFFIX)
+            for part in path.relative_to(root).parts
+        ):
             continue
         digest.update(f"{relative}\t{sha256_file(path)}\n".encode())
     return digest.hexdigest()

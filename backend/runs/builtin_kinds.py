@@ -1,1 +1,69 @@
-"""Registers the run kinds that FairDerm ships."""
+"""Registers the run kinds that FairDerm ships with (more arrive with later features)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+
+from backend.datasets.models import Dataset
+from backend.runs.kinds import RunKind, register
+from backend.runs.models import Run
+from generation.conditional.config import ConditionalDiffusionConfig
+from generation.plans import GenerationConfig
+
+
+def _check_training_inputs(datasets: list[Dataset], parents: list[Run]) -> None:
+    if not datasets:
+        raise ValidationError({"datasets": "a training run needs at least one dataset"})
+    locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
+    if locked:
+        raise ValidationError(
+            {
+                "datasets": f"{', '.join(locked)} is locked as an external test set: training may not read it"
+            }
+        )
+
+
+def _check_generation_inputs(datasets: list[Dataset], parents: list[Run]) -> None:
+    models = [p for p in parents if p.kind == Run.Kind.TRAIN_CONDITIONAL]
+    if len(models) != 1:
+        raise ValidationError(
+            {"parents": "a generate run needs exactly one train-conditional parent run"}
+        )
+    if (
+        models[0].status != Run.Status.SUCCEEDED
+        or not models[0].artifacts.filter(name="model").exists()
+    ):
+        raise ValidationError(
+            {"parents": f"run #{models[0].pk} has no trained model yet ({models[0].status})"}
+        )
+
+
+register(
+    RunKind(
+        kind=Run.Kind.TRAIN_CONDITIONAL,
+        config_type=ConditionalDiffusionConfig,
+        executor_path="backend.runs.executors.train_conditional.execute",
+        uses_gpu=True,
+        description="Train the FST x diagnosis conditional diffusion model from scratch (FairSkin balancing).",
+        presets={
+            name: (lambda name=name: ConditionalDiffusionConfig.preset(name))
+            for name in ConditionalDiffusionConfig.PRESETS
+        },
+        check_inputs=_check_training_inputs,
+    )
+)
+
+register(
+    RunKind(
+        kind=Run.Kind.GENERATE,
+        config_type=GenerationConfig,
+        executor_path="backend.runs.executors.generate.execute",
+        uses_gpu=True,
+        description="Generate an FST-balanced synthetic set from a trained conditional model.",
+        presets={
+            "demo-10-per-cell": lambda: GenerationConfig(per_cell=10),
+            "1k-per-cell": lambda: GenerationConfig(per_cell=1000, batch_size=256),
+        },
+        check_inputs=_check_generation_inputs,
+    )
+)

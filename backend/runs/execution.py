@@ -305,3 +305,20 @@ def execute_run(
         )
         return None
     return status
+
+
+def reap_stale_runs(*, now: Any = None) -> int:
+    """Mark runs whose heartbeat stopped (their worker died) as failed; return how many.
+
+    A run counts as stale when it is ``running`` and its last heartbeat is older than the
+    lease (RUN_LEASE_SECONDS). Its lease is cleared, so a late worker cannot overwrite it.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    stale = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
+    return stale.update(
+        status=Run.Status.FAILED,
+        lease_token=None,
+        finished_at=now,
+        error="the worker stopped sending heartbeats (it died or was stopped); the run was reaped",
+    )

@@ -22,7 +22,11 @@ def code_version() -> str:
         return os.environ["FAIRDERM_GIT_SHA"]
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -49,7 +53,9 @@ def register_artifact(run: Run, name: str, kind: str, path: Path) -> Artifact:
     else:
         digest, size = sha256_file(path), path.stat().st_size
     artifact, _ = Artifact.objects.update_or_create(
-        run=run, name=name, defaults={"kind": kind, "path": str(relative), "sha256": digest, "size_bytes": size}
+        run=run,
+        name=name,
+        defaults={"kind": kind, "path": str(relative), "sha256": digest, "size_bytes": size},
     )
     return artifact
 
@@ -59,10 +65,12 @@ def training_images(run: Run, *, fsts: Any = None, diagnoses: Any = None) -> lis
     datasets = list(run.datasets.all())
     locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
     if locked:
-        raise PermissionError(f"datasets {locked} are locked as external test sets: no training job may read them")
-    images = Image.objects.filter(dataset__in=datasets, origin=Origin.REAL, fst__isnull=False).exclude(
-        split__in=[Image.Split.VAL, Image.Split.TEST]
-    )
+        raise PermissionError(
+            f"datasets {locked} are locked as external test sets: no training job may read them"
+        )
+    images = Image.objects.filter(
+        dataset__in=datasets, origin=Origin.REAL, fst__isnull=False
+    ).exclude(split__in=[Image.Split.VAL, Image.Split.TEST])
     if fsts is not None:
         images = images.filter(fst__in=list(fsts))
     if diagnoses is not None:

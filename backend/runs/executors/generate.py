@@ -1,0 +1,120 @@
+"""Executor of ``generate`` runs: a trained model in, a synthetic Dataset with provenance out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from backend.datasets.models import Dataset, Image, Origin
+from backend.runs.execution import RunContext
+from backend.runs.executors.common import code_version
+from backend.runs.models import Run
+from generation.conditional import ConditionalPipelineSampler
+from generation.generate import GeneratedImage, generate_images, package_versions
+from generation.plans import GenerationConfig
+from validation.vocabulary import DIAGNOSES
+
+
+def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
+    parent = ctx.run.parents.get(kind=Run.Kind.TRAIN_CONDITIONAL)
+    model = parent.artifacts.get(name="model")
+    sampler = ConditionalPipelineSampler.from_pretrained(
+        model.absolute_path,
+        device=ctx.device,
+        guidance_scale=config.guidance_scale,
+        num_inference_steps=config.num_inference_steps,
+        sampler=config.sampler,
+    )
+    plan = config.plan(sampler.pipeline.codec.diagnoses)
+    provenance = {
+        **sampler.provenance(),
+        "run_id": ctx.run.pk,
+        "model_run_id": parent.pk,
+        "model_artifact_sha256": model.sha256,
+        "generation_config": config.to_dict(),
+        "code_commit": code_version(),
+        "packages": package_versions(),
+        "device": ctx.device,
+    }
+    # Generated straight into MEDIA_ROOT: these archival PNGs (with provenance) are the
+    # dataset's files. The folder is per run, so a retried task resumes where it stopped.
+    output_dir = Path(settings.MEDIA_ROOT) / "generated" / f"run-{ctx.run.pk}"
+    ctx.log(
+        f"generating {len(plan)} images ({config.per_cell} per FST x diagnosis) into {output_dir}"
+    )
+
+    def on_progress(done: int, total: int, new: list[GeneratedImage]) -> None:
+        ctx.progress(done, total)
+
+    images = generate_images(
+        sampler,
+        plan,
+        output_dir,
+        batch_size=config.batch_size,
+        provenance=provenance,
+        on_progress=on_progress,
+        should_stop=ctx.should_stop,
+    )
+    if len(images) < len(plan):
+        return {"stopped": True, "images": len(images), "planned": len(plan)}
+    dataset = _store(ctx.run, config, images)
+    return {
+        "images": len(images),
+        "dataset_id": dataset.pk,
+        "dataset": dataset.name,
+        "per_cell": config.per_cell,
+    }
+
+
+def _store(run: Run, config: GenerationConfig, images: list[GeneratedImage]) -> Dataset:
+    """Create (or complete, on a retry) the run's synthetic dataset in one transaction."""
+    media = Path(settings.MEDIA_ROOT)
+    name = config.dataset_name or f"synthetic-run-{run.pk}"
+    with transaction.atomic():
+        dataset, _ = Dataset.objects.get_or_create(
+            generated_by=run,
+            defaults={
+                "name": name,
+                "format": Dataset.Format.GENERATED,
+                "origin": Origin.SYNTHETIC,
+                "status": Dataset.Status.IMPORTING,
+                "source": f"run #{run.pk}",
+                "created_by": run.created_by,
+            },
+        )
+        rows = []
+        for image in images:
+            with open(image.path, "rb") as handle:
+                width, height = _png_size(handle.read(24))
+            rows.append(
+                Image(
+                    dataset=dataset,
+                    image_id=f"{image.index:06d}",
+                    sha256=image.sha256,
+                    file=str(image.path.relative_to(media)),
+                    width=width,
+                    height=height,
+                    diagnosis=image.diagnosis,
+                    diagnosis_original=image.diagnosis,
+                    malignant=DIAGNOSES[image.diagnosis].malignant,
+                    fst=image.fst,
+                    fst_source=Image.FstSource.REQUESTED,
+                    origin=Origin.SYNTHETIC,
+                    provenance=image.provenance,
+                )
+            )
+        Image.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        dataset.status = Dataset.Status.READY
+        dataset.refresh_counts(save=False)
+        dataset.save(update_fields=["status", "counts", "image_count", "updated_at"])
+    return dataset
+
+
+def _png_size(header: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (the first 24 bytes)."""
+    if header[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("image: not a PNG file")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")

@@ -1,0 +1,75 @@
+"""Executor of ``train-conditional`` runs: dataset rows in, a trained pipeline artifact out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL.Image import Image as PILImage
+
+from backend.runs.execution import RunContext
+from backend.runs.executors.common import register_artifact, training_images
+from backend.runs.models import Artifact
+from generation.conditional import (
+    ConditionalDiffusionConfig,
+    TrainingCallback,
+    TrainingRecord,
+    train_conditional,
+)
+
+
+class RunCallbacks(TrainingCallback):
+    """Forwards training progress to the run's row; stops when the run is cancelled."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def on_step(self, step: int, total_steps: int, loss: float, info: dict[str, Any]) -> None:
+        self.ctx.progress(step, total_steps, loss)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.ctx.log(f"checkpoint at step {step}")
+
+    def on_sample_grid(self, step: int, image: PILImage) -> None:
+        self.ctx.save_sample_grid(image, step)
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop()
+
+
+def execute(ctx: RunContext, config: ConditionalDiffusionConfig) -> dict[str, Any]:
+    images = training_images(ctx.run, fsts=config.fsts, diagnoses=config.diagnoses)
+    if not images:
+        raise ValueError(
+            f"no training images with FST in {list(config.fsts)} and diagnosis in {list(config.diagnoses)}"
+        )
+    records = [
+        TrainingRecord(path=image.path, fst=image.fst, diagnosis=image.diagnosis)
+        for image in images
+    ]
+    ctx.log(
+        f"training on {len(records)} images from {ctx.run.datasets.count()} dataset(s), device {ctx.device}"
+    )
+    result = train_conditional(
+        config, records, ctx.workdir, device=ctx.device, callbacks=RunCallbacks(ctx)
+    )
+    summary: dict[str, Any] = {
+        "final_step": result.final_step,
+        "total_steps": result.total_steps,
+        "final_loss": result.final_loss,
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 1),
+        "training_images": len(records),
+    }
+    if result.checkpoint_path is not None:
+        register_artifact(
+            ctx.run, "last-checkpoint", Artifact.Kind.CHECKPOINT, result.checkpoint_path
+        )
+    if result.stopped or result.model_path is None:
+        summary["stopped"] = True
+        return summary
+    model = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, result.model_path)
+    summary["model"] = model.path
+    summary["model_sha256"] = model.sha256
+    ctx.progress(result.final_step, result.total_steps, result.final_loss)
+    return summary
