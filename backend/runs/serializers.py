@@ -9,6 +9,9 @@ from backend.datasets.models import Dataset
 from backend.runs.models import Artifact, Run
 from backend.runs.services import launch_run
 
+#: What a launch request may set; every other field of a run is written by the worker.
+LAUNCH_FIELDS = ("id", "kind", "name", "config", "preset", "parents", "datasets")
+
 
 class ArtifactSerializer(serializers.ModelSerializer):
     class Meta:
@@ -54,24 +57,7 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
-        read_only_fields = [
-            "status",
-            "cancel_requested",
-            "step",
-            "total_steps",
-            "loss_history",
-            "eta_seconds",
-            "result",
-            "error",
-            "worker_host",
-            "device",
-            "attempts",
-            "gpu_seconds",
-            "artifacts",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
+        read_only_fields = [f for f in fields if f not in LAUNCH_FIELDS]
 
     def create(self, validated_data: dict[str, Any]) -> Run:
         try:

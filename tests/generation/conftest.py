@@ -1,4 +1,4 @@
-"""Fixtures for the pure generation/ library tests: offline hubs and a private torch cache."""
+"""Fixtures for the pure generation/ library tests: offline hubs, a private torch cache, one thread."""
 
 from __future__ import annotations
 
@@ -6,6 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from more threads, and on a shared 2-core machine two OpenMP
+    threads spin-wait on each other (measured 5-10x slower). Restored after each module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from generation.conditional import (
     train_conditional,
 )
 from tests.generation.test_conditional_toydata import make_toy_records, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one intra-op thread is faster and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CODEC = LabelCodec(fsts=(1, 2, 3, 4, 5, 6), diagnoses=("nevus", "melanoma"))
 # A skewed data set: 40 records per light cell, 4 per FST V-VI cell (4 of the 12 cells).

@@ -60,16 +60,6 @@ FAIRDERM_PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Run the tiny models on one thread: they gain nothing from more, and on a shared,
-    busy CPU two OpenMP threads spin-wait on each other (measured 5-10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One stand-in folder per module (built offline in about 0.3 s); tests must not modify it."""
