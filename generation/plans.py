@@ -8,10 +8,12 @@ file name and its row in the web app), the seed reproduces it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from generation.phantom.allocation import largest_remainder
 from validation.vocabulary import FST
 from validation.vocabulary import diagnosis as lookup_diagnosis
 
@@ -154,13 +156,116 @@ def plan_summary(items: Sequence[GenerationItem]) -> dict[str, int]:
 #: Samplers every generation path understands (the SD path accepts more; see stable_diffusion).
 GENERATION_SAMPLERS = ("ddim", "dpmsolver++")
 
+#: How a generation config says how many images to make (see ``target_counts``).
+PLAN_RULES = ("per_cell", "per_fst", "fst_share", "per_malignancy")
+SPREADS = ("uniform", "real")
+
+Cell = tuple[int, str]
+
+
+def target_counts(
+    rule: str,
+    count: int,
+    fsts: Sequence[int],
+    diagnoses: Sequence[str],
+    real_counts: Mapping[Cell, int] | None = None,
+    *,
+    share: float = 0.25,
+    share_fsts: Sequence[int] = (5, 6),
+    spread: str = "uniform",
+) -> dict[Cell, int]:
+    """How many synthetic images each FST × diagnosis cell gets under one of four rules.
+
+    - ``per_cell``: ``count`` images in every cell ("100 per FST × diagnosis").
+    - ``per_fst``: ``count`` images per skin type, spread over the diagnoses ("10k per FST").
+    - ``fst_share``: enough images of ``share_fsts`` that they make up ``share`` of the
+      combined real + synthetic set ("bring FST V-VI to 25%"): with ``R`` real images in all
+      and ``R_g`` of them in the group, ``S = ceil((share·R − R_g) / (1 − share))`` synthetic
+      images (0 when the share is already reached), spread over the group's skin types
+      evenly, then over the diagnoses.
+    - ``per_malignancy``: ``count`` benign and ``count`` malignant images ("30k / 30k"),
+      each spread evenly over the skin types, then over that class's diagnoses (diagnoses of
+      unknown malignancy get none).
+
+    A total is split with largest-remainder rounding, over diagnoses evenly
+    (``spread="uniform"``) or in proportion to the real images' diagnosis mix
+    (``spread="real"``).
+
+    Args:
+        rule (`str`): One of ``PLAN_RULES``.
+        count (`int`): Images per cell, per FST or per malignancy class (unused by ``fst_share``).
+        fsts (`Sequence[int]`), diagnoses (`Sequence[str]`): The cells the model can make.
+        real_counts (`Mapping[tuple[int, str], int]`, *optional*): Real images per cell of the
+            reference dataset; required by ``fst_share`` and by ``spread="real"``.
+        share (`float`), share_fsts (`Sequence[int]`): The ``fst_share`` target.
+        spread (`str`): ``"uniform"`` or ``"real"``.
+
+    Returns:
+        Images per cell (cells with 0 included), summing to the rule's total.
+    """
+    fst_list, diagnosis_list = _check_labels(fsts, diagnoses)
+    if rule not in PLAN_RULES:
+        raise ValueError(f"rule: {rule!r} is not one of {', '.join(PLAN_RULES)}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread: {spread!r} is not one of {', '.join(SPREADS)}")
+    real = dict(real_counts or {})
+    if (rule == "fst_share" or spread == "real") and not real:
+        raise ValueError(
+            f"real_counts: rule {rule!r} with spread {spread!r} needs the real dataset's counts"
+        )
+    counts = {(f, d): 0 for f in fst_list for d in diagnosis_list}
+
+    def split_over_diagnoses(fst: int, total: int, codes: list[str]) -> None:
+        if spread == "real" and sum(real.get((f, d), 0) for f in fst_list for d in codes) > 0:
+            weights = [float(sum(real.get((f, d), 0) for f in fst_list)) for d in codes]
+        else:
+            weights = [1.0] * len(codes)
+        for code, number in zip(codes, largest_remainder(weights, total), strict=True):
+            counts[(fst, code)] += number
+
+    if rule == "per_cell":
+        return dict.fromkeys(counts, count)
+    if rule == "per_fst":
+        for fst in fst_list:
+            split_over_diagnoses(fst, count, diagnosis_list)
+        return counts
+    if rule == "per_malignancy":
+        for malignant in (False, True):
+            codes = [d for d in diagnosis_list if lookup_diagnosis(d).malignant is malignant]
+            if not codes:
+                raise ValueError(f"diagnoses: none is {'malignant' if malignant else 'benign'}")
+            for fst, total in zip(
+                fst_list, largest_remainder([1.0] * len(fst_list), count), strict=True
+            ):
+                split_over_diagnoses(fst, total, codes)
+        return counts
+    group = [f for f in fst_list if f in set(share_fsts)]
+    if not group:
+        raise ValueError(
+            f"share_fsts: none of {list(share_fsts)} is among the generated skin types"
+        )
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share: {share!r} is not strictly between 0 and 1")
+    real_total = sum(real.values())
+    real_group = sum(n for (f, _), n in real.items() if f in set(share_fsts))
+    needed = max(0, math.ceil((share * real_total - real_group) / (1.0 - share) - 1e-9))
+    for fst, total in zip(group, largest_remainder([1.0] * len(group), needed), strict=True):
+        split_over_diagnoses(fst, total, diagnosis_list)
+    return counts
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """A balanced synthetic set to generate from a trained model (the ``generate`` run's config).
+    """A synthetic set to generate from a trained model (the ``generate`` run's config).
 
     Args:
-        per_cell (`int`, defaults to 10): Images per FST × diagnosis cell.
+        rule (`str`, defaults to ``"per_cell"``): How many images to make; see ``target_counts``
+            (``per_cell``, ``per_fst``, ``fst_share`` or ``per_malignancy``).
+        count (`int`, defaults to 10): Images per cell, per FST or per malignancy class.
+        share (`float`, defaults to 0.25), share_fsts (`tuple[int, ...]`, defaults to V-VI):
+            The ``fst_share`` target: the share of ``share_fsts`` in real + synthetic images.
+        spread (`str`, defaults to ``"uniform"``): How totals are spread over diagnoses:
+            evenly, or like the real dataset (``"real"``).
         fsts (`tuple[int, ...]`, defaults to I-VI): Skin types to generate.
         diagnoses (`tuple[str, ...]`, defaults to empty): Diagnosis codes; empty means every
             diagnosis the model was trained on.
@@ -169,11 +274,19 @@ class GenerationConfig:
         sampler (`str`, defaults to ``"ddim"``): ``"ddim"`` or ``"dpmsolver++"``.
         batch_size (`int`, defaults to 32): Images per model call.
         seed (`int`, defaults to 0): The plan's base seed (each image's seed derives from it).
+        tone_tolerance (`int` or `None`, defaults to `None`): With a number, the tone-fidelity
+            gate replaces images whose ITA-estimated FST is further than this many types from
+            the requested one (up to ``tone_retries`` new seeds each); `None` only reports.
+        tone_retries (`int`, defaults to 2): Redraws per rejected image.
         dataset_name (`str`, defaults to empty): Name of the synthetic dataset; empty means
             ``synthetic-run-<run id>``.
     """
 
-    per_cell: int = 10
+    rule: str = "per_cell"
+    count: int = 10
+    share: float = 0.25
+    share_fsts: tuple[int, ...] = (5, 6)
+    spread: str = "uniform"
     fsts: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     diagnoses: tuple[str, ...] = ()
     guidance_scale: float = 2.0
@@ -181,26 +294,33 @@ class GenerationConfig:
     sampler: str = "ddim"
     batch_size: int = 32
     seed: int = 0
+    tone_tolerance: int | None = None
+    tone_retries: int = 2
     dataset_name: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsts", tuple(self.fsts))
         object.__setattr__(self, "diagnoses", tuple(self.diagnoses))
+        object.__setattr__(self, "share_fsts", tuple(self.share_fsts))
         _check_labels(self.fsts, self.diagnoses or ("other",))
+        _check_labels(self.share_fsts, ("other",))
+        if self.rule not in PLAN_RULES:
+            raise ValueError(f"rule: {self.rule!r} is not one of {', '.join(PLAN_RULES)}")
+        if self.spread not in SPREADS:
+            raise ValueError(f"spread: {self.spread!r} is not one of {', '.join(SPREADS)}")
         for name, low, high in (
-            ("per_cell", 1, 1_000_000),
+            ("count", 1, 10_000_000),
             ("num_inference_steps", 1, 1000),
             ("batch_size", 1, 4096),
+            ("tone_retries", 0, 20),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: {value!r} is not an integer in {low}..{high}")
-        if isinstance(self.guidance_scale, bool) or not isinstance(
-            self.guidance_scale, int | float
-        ):
-            raise ValueError(f"guidance_scale: {self.guidance_scale!r} is not a number")
-        if not 0.0 <= float(self.guidance_scale) <= 30.0:
-            raise ValueError(f"guidance_scale: {self.guidance_scale!r} is not in 0..30")
+            _check_int(name, getattr(self, name), low, high)
+        if self.tone_tolerance is not None:
+            _check_int("tone_tolerance", self.tone_tolerance, 0, 5)
+        _check_number("guidance_scale", self.guidance_scale, 0.0, 30.0)
+        _check_number("share", self.share, 0.0, 1.0)
+        if self.rule == "fst_share" and not 0.0 < self.share < 1.0:
+            raise ValueError(f"share: {self.share!r} is not strictly between 0 and 1")
         if self.sampler not in GENERATION_SAMPLERS:
             raise ValueError(
                 f"sampler: {self.sampler!r} is not one of {', '.join(GENERATION_SAMPLERS)}"
@@ -209,23 +329,62 @@ class GenerationConfig:
         if not isinstance(self.dataset_name, str) or len(self.dataset_name) > 200:
             raise ValueError("dataset_name: must be a string of at most 200 characters")
 
+    @property
+    def needs_real_counts(self) -> bool:
+        return self.rule == "fst_share" or self.spread == "real"
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["fsts"], data["diagnoses"] = list(self.fsts), list(self.diagnoses)
+        for name in ("fsts", "diagnoses", "share_fsts"):
+            data[name] = list(getattr(self, name))
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationConfig:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown config key(s) {', '.join(unknown)}")
         return cls(**dict(data))
 
-    def plan(self, model_diagnoses: Sequence[str]) -> list[GenerationItem]:
-        """The balanced plan for a model trained on ``model_diagnoses``."""
+    def counts(
+        self, model_diagnoses: Sequence[str], real_counts: Mapping[Cell, int] | None = None
+    ) -> dict[Cell, int]:
+        """Images per cell for a model trained on ``model_diagnoses`` (see ``target_counts``)."""
         diagnoses = list(self.diagnoses) or list(model_diagnoses)
         missing = [code for code in diagnoses if code not in model_diagnoses]
         if missing:
             raise ValueError(f"diagnoses: the model was not trained on {', '.join(missing)}")
-        return balanced_plan(self.fsts, diagnoses, self.per_cell, self.seed)
+        return target_counts(
+            self.rule,
+            self.count,
+            self.fsts,
+            diagnoses,
+            real_counts,
+            share=self.share,
+            share_fsts=self.share_fsts,
+            spread=self.spread,
+        )
+
+    def plan(
+        self, model_diagnoses: Sequence[str], real_counts: Mapping[Cell, int] | None = None
+    ) -> list[GenerationItem]:
+        """The interleaved plan (see ``plan_from_counts``); empty when nothing is needed."""
+        counts = self.counts(model_diagnoses, real_counts)
+        if not any(counts.values()):
+            return []
+        return plan_from_counts(counts, self.seed)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: {value!r} is not an integer in {low}..{high}")
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not low <= float(value) <= high
+    ):
+        raise ValueError(f"{name}: {value!r} is not a number in {low}..{high}")

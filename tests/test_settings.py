@@ -154,7 +154,7 @@ def test_the_web_process_validates_run_configs_without_importing_torch(tmp_path:
     code = (
         "import sys; from backend.runs.kinds import get_kind; "
         "kind = get_kind('train-conditional'); kind.parse_config(kind.preset('cpu-demo-32px').to_dict()); "
-        "get_kind('generate').parse_config({'per_cell': 3}); "
+        "get_kind('generate').parse_config({'count': 3}); "
         "import backend.urls; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     result = _manage(["shell", "-c", code], {"DEBUG": "1", "FAIRDERM_VAR_DIR": str(tmp_path)})

@@ -61,8 +61,16 @@ register(
         uses_gpu=True,
         description="Generate an FST-balanced synthetic set from a trained conditional model.",
         presets={
-            "demo-10-per-cell": lambda: GenerationConfig(per_cell=10),
-            "1k-per-cell": lambda: GenerationConfig(per_cell=1000, batch_size=256),
+            "10-per-cell": lambda: GenerationConfig(rule="per_cell", count=10),
+            "10k-per-fst": lambda: GenerationConfig(
+                rule="per_fst", count=10_000, spread="real", batch_size=256
+            ),
+            "fst-v-vi-to-25-percent": lambda: GenerationConfig(
+                rule="fst_share", share=0.25, share_fsts=(5, 6)
+            ),
+            "30k-benign-30k-malignant": lambda: GenerationConfig(
+                rule="per_malignancy", count=30_000, batch_size=256
+            ),
         },
         check_inputs=_check_generation_inputs,
     )

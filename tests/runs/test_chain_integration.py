@@ -70,7 +70,7 @@ def test_import_train_and_generate_through_a_real_worker(
 
     generate = launch_run(
         kind="generate",
-        config={"per_cell": 1, "num_inference_steps": 2, "seed": 11},
+        config={"rule": "per_cell", "count": 1, "num_inference_steps": 2, "seed": 11},
         parents=[train],
     )
     generate = wait_for(lambda: finished(generate), 240, message="generation")

@@ -66,7 +66,8 @@ def test_a_training_run_is_stored_and_sent_to_the_gpu_queue_on_commit(
             "datasets",
             "no dataset with id 999999",
         ),
-        ({"kind": "generate", "config": {"per_cell": 0}}, "config", "per_cell"),
+        ({"kind": "generate", "config": {"count": 0}}, "config", "count"),
+        ({"kind": "generate", "config": {"rule": "per_patient"}}, "config", "rule"),
         ({"kind": "generate", "config": {"sampler": "euler"}}, "config", "sampler"),
     ],
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.execution import RunContext
@@ -14,8 +16,39 @@ from backend.runs.executors.common import code_version
 from backend.runs.models import Run
 from generation.conditional import ConditionalPipelineSampler
 from generation.generate import GeneratedImage, generate_images, package_versions
-from generation.plans import GenerationConfig
+from generation.plans import GenerationConfig, GenerationItem
+from validation.files import atomic_write_text
 from validation.vocabulary import DIAGNOSES
+
+
+def reference_counts(run: Run, model_run: Run) -> dict[tuple[int, str], int]:
+    """Real images per (FST, diagnosis) of the reference datasets.
+
+    The reference is the generate run's own datasets when it names any, else the datasets its
+    model was trained on (the lineage).
+    """
+    datasets = list(run.datasets.all()) or list(model_run.datasets.all())
+    rows = (
+        Image.objects.filter(dataset__in=datasets, origin=Origin.REAL, fst__isnull=False)
+        .values_list("fst", "diagnosis")
+        .annotate(n=Count("id"))
+    )
+    return {(fst, diagnosis): n for fst, diagnosis, n in rows}
+
+
+def load_or_make_plan(
+    path: Path,
+    config: GenerationConfig,
+    diagnoses: list[str],
+    real: dict[tuple[int, str], int] | None,
+) -> list[GenerationItem]:
+    """The run's plan, fixed at its first attempt (plan.json) so a retry makes the same images."""
+    if path.exists():
+        return [GenerationItem(**item) for item in json.loads(path.read_text())["items"]]
+    items = config.plan(diagnoses, real)
+    counts = {f"{fst}/{dx}": n for (fst, dx), n in config.counts(diagnoses, real).items()}
+    atomic_write_text(path, json.dumps({"counts": counts, "items": [i.to_dict() for i in items]}))
+    return items
 
 
 def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
@@ -28,7 +61,10 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
         num_inference_steps=config.num_inference_steps,
         sampler=config.sampler,
     )
-    plan = config.plan(sampler.pipeline.codec.diagnoses)
+    real = reference_counts(ctx.run, parent) if config.needs_real_counts else None
+    plan = load_or_make_plan(
+        ctx.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
+    )
     provenance = {
         **sampler.provenance(),
         "run_id": ctx.run.pk,
@@ -43,7 +79,7 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
     # dataset's files. The folder is per run, so a retried task resumes where it stopped.
     output_dir = Path(settings.MEDIA_ROOT) / "generated" / f"run-{ctx.run.pk}"
     ctx.log(
-        f"generating {len(plan)} images ({config.per_cell} per FST x diagnosis) into {output_dir}"
+        f"generating {len(plan)} images ({config.rule}, count {config.count}) into {output_dir}"
     )
 
     def on_progress(done: int, total: int, new: list[GeneratedImage]) -> None:
@@ -65,7 +101,8 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
         "images": len(images),
         "dataset_id": dataset.pk,
         "dataset": dataset.name,
-        "per_cell": config.per_cell,
+        "rule": config.rule,
+        "per_fst": dataset.counts.get("fst", {}),
     }
 
 

@@ -50,7 +50,8 @@ PROFILES: dict[str, DemoProfile] = {
         phantom={"count": 1600, "image_size": 32, "seed": 0},
         train={"train_steps": 600, "checkpoint_every": 200, "sample_every": 100},
         generate={
-            "per_cell": 10,
+            "rule": "per_cell",
+            "count": 10,
             "num_inference_steps": 25,
             "guidance_scale": 2.0,
             "batch_size": 48,
@@ -66,7 +67,13 @@ PROFILES: dict[str, DemoProfile] = {
             "sample_every": 3,
             "num_inference_steps": 3,
         },
-        generate={"per_cell": 1, "num_inference_steps": 3, "guidance_scale": 2.0, "batch_size": 24},
+        generate={
+            "rule": "per_cell",
+            "count": 1,
+            "num_inference_steps": 3,
+            "guidance_scale": 2.0,
+            "batch_size": 24,
+        },
     ),
 }
 
