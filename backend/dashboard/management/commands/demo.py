@@ -330,11 +330,7 @@ class Command(BaseCommand):
                 break
             now = time.monotonic()
             advanced = run.total_steps and run.step - last_step >= max(1, run.total_steps // 10)
-            if (
-                run.status == Run.Status.RUNNING
-                and run.step != last_step
-                and (advanced or now - last_time >= 30)
-            ):
+            if run.total_steps and run.step != last_step and (advanced or now - last_time >= 30):
                 loss = f", loss {run.loss_history[-1][1]:.4f}" if run.loss_history else ""
                 eta = f", about {run.eta_seconds / 60:.1f} min left" if run.eta_seconds else ""
                 self.stdout.write(f"  {run.step}/{run.total_steps}{loss}{eta}")

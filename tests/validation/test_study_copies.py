@@ -1,0 +1,80 @@
+"""Study copies carry pixels only: no provenance, EXIF, ICC or text chunks; one size and format."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from generation.generate import PROVENANCE_KEY, read_provenance
+from validation.study_copies import StudyCopySettings, study_copy
+
+
+def archival_png(path: Path) -> Path:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PROVENANCE_KEY, '{"seed": 7, "model": "fairderm-conditional-unet"}')
+    info.add_text("parameters", "Steps: 25, Sampler: DDIM, Seed: 7")
+    Image.new("RGB", (64, 64), (120, 80, 60)).save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def camera_jpeg(path: Path) -> Path:
+    image = Image.new("RGB", (120, 80), (200, 150, 130))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: width and height swap on display
+    exif[0x010F] = "DermLite"
+    image.save(path, format="JPEG", exif=exif.tobytes(), icc_profile=b"\0" * 128, quality=80)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_copies_of_real_and_synthetic_images_look_the_same_to_a_parser(
+    tmp_path: Path, fmt: str
+) -> None:
+    settings = StudyCopySettings(size=48, format=fmt)
+    synthetic = archival_png(tmp_path / "syn.png")
+    assert read_provenance(synthetic)["seed"] == 7  # the archival file has it
+    copies = [
+        study_copy(synthetic, settings),
+        study_copy(camera_jpeg(tmp_path / "real.jpg"), settings),
+    ]
+    for data in copies:
+        assert (
+            PROVENANCE_KEY.encode() not in data
+            and b"parameters" not in data
+            and b"DermLite" not in data
+        )
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.mode, image.size) == (fmt, "RGB", (48, 48))
+            assert "icc_profile" not in image.info and "exif" not in image.info
+            assert not getattr(image, "text", {})
+            assert len(image.getexif()) == 0
+
+
+def test_exif_orientation_is_applied_before_cropping(tmp_path: Path) -> None:
+    image = Image.new("RGB", (120, 80), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 60, 80))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise: white ends up on top
+    path = tmp_path / "rotated.jpg"
+    image.save(path, format="JPEG", exif=exif.tobytes(), quality=95)
+    with Image.open(io.BytesIO(study_copy(path, StudyCopySettings(size=20)))) as copy:
+        top, bottom = copy.getpixel((10, 2)), copy.getpixel((10, 17))
+    assert sum(top) > 600 and sum(bottom) < 150
+
+
+def test_identical_pixels_give_identical_bytes(tmp_path: Path) -> None:
+    first = study_copy(archival_png(tmp_path / "a.png"))
+    second_source = Image.new("RGB", (64, 64), (120, 80, 60))
+    assert study_copy(second_source) == first
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"size": 8}, "size"), ({"format": "WEBP"}, "format"), ({"jpeg_quality": 20}, "jpeg_quality")],
+)
+def test_settings_are_validated(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        StudyCopySettings(**kwargs)
