@@ -165,6 +165,7 @@ def worker_env(
             "ARTIFACTS_ROOT": str(file_roots["ARTIFACTS_ROOT"]),
             "COMPUTE_DEVICE": "cpu",
             "RUN_HEARTBEAT_SECONDS": "1",
+            "RUN_LEASE_SECONDS": "4",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }

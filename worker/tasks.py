@@ -6,6 +6,8 @@ Django-side code is imported inside each task so that importing this module stay
 
 from __future__ import annotations
 
+from celery import Task
+
 from worker.celery import app
 
 
@@ -17,17 +19,31 @@ def import_dataset(*, dataset_pk: int, metadata: str, images_dir: str) -> None:
     run_import(dataset_pk, metadata, images_dir)
 
 
-@app.task(name="worker.tasks.execute_run_gpu", bind=True)
-def execute_run_gpu(self, *, run_pk: int) -> None:  # type: ignore[no-untyped-def]
-    """Execute a run that needs the accelerator (gpu queue)."""
-    from backend.runs.execution import execute_run
+def _execute(task: Task, run_pk: int) -> None:
+    from backend.runs.execution import RunHeldElsewhere, execute_run
 
-    execute_run(run_pk, worker_host=self.request.hostname or "")
+    try:
+        execute_run(run_pk, worker_host=task.request.hostname or "")
+    except RunHeldElsewhere as held:
+        # A duplicate or early redelivery: look again when the holder's lease would expire.
+        raise task.retry(countdown=held.retry_in, max_retries=None) from held
+
+
+@app.task(name="worker.tasks.execute_run_gpu", bind=True)
+def execute_run_gpu(self: Task, *, run_pk: int) -> None:
+    """Execute a run that needs the accelerator (gpu queue)."""
+    _execute(self, run_pk)
 
 
 @app.task(name="worker.tasks.execute_run_cpu", bind=True)
-def execute_run_cpu(self, *, run_pk: int) -> None:  # type: ignore[no-untyped-def]
+def execute_run_cpu(self: Task, *, run_pk: int) -> None:
     """Execute a run that needs no accelerator (cpu queue)."""
-    from backend.runs.execution import execute_run
+    _execute(self, run_pk)
 
-    execute_run(run_pk, worker_host=self.request.hostname or "")
+
+@app.task(name="worker.tasks.reap_runs")
+def reap_runs() -> None:
+    """Requeue or fail runs whose worker stopped heartbeating (cpu queue)."""
+    from backend.runs.execution import reap_stale_runs
+
+    reap_stale_runs()

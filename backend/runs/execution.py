@@ -48,6 +48,14 @@ def resolve_device(preference: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class RunHeldElsewhere(Exception):
+    """Another worker holds the run's live lease; try this delivery again after ``retry_in`` s."""
+
+    def __init__(self, run_pk: int, holder: str, retry_in: float):
+        super().__init__(f"run {run_pk} is held by {holder}; retry in {retry_in:.0f} s")
+        self.retry_in = retry_in
+
+
 class RunStopped(Exception):
     """Raised by executors that cannot return early themselves when a stop is requested."""
 
@@ -186,7 +194,10 @@ class RunContext:
 
 
 def claim_run(run_pk: int, worker_host: str) -> uuid.UUID | None:
-    """Take the run's lease, or return None when this delivery must not execute it."""
+    """Take the run's lease, or return None when this delivery must not execute it.
+
+    Raises ``RunHeldElsewhere`` while another worker's lease is live.
+    """
     now = timezone.now()
     lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
     with transaction.atomic():
@@ -200,12 +211,17 @@ def claim_run(run_pk: int, worker_host: str) -> uuid.UUID | None:
             run.save(update_fields=["status", "finished_at"])
             return None
         if run.status == Run.Status.RUNNING and run.heartbeat_at and now - run.heartbeat_at < lease:
+            # Either a duplicate delivery while the holder works, or a redelivery after the
+            # holder died (its last heartbeat is still fresh). Come back once the lease would
+            # have expired: then the run is finished (a no-op) or free to take over.
+            remaining = (run.heartbeat_at + lease - now).total_seconds()
             logger.warning(
-                "run %s is held by %s (live lease); ignoring duplicate delivery",
+                "run %s is held by %s (live lease); retrying in %.0f s",
                 run_pk,
                 run.worker_host,
+                remaining,
             )
-            return None
+            raise RunHeldElsewhere(run_pk, run.worker_host, remaining + 1.0)
         if run.attempts >= settings.RUN_MAX_ATTEMPTS:
             run.status = Run.Status.FAILED
             run.error = f"gave up after {run.attempts} attempts (the worker died or lost its lease each time)"
@@ -307,18 +323,37 @@ def execute_run(
     return status
 
 
-def reap_stale_runs(*, now: Any = None) -> int:
-    """Mark runs whose heartbeat stopped (their worker died) as failed; return how many.
+def reap_stale_runs(*, now: Any = None) -> dict[str, list[int]]:
+    """Requeue runs whose worker stopped heartbeating; fail those that used up their attempts.
 
-    A run counts as stale when it is ``running`` and its last heartbeat is older than the
-    lease (RUN_LEASE_SECONDS). Its lease is cleared, so a late worker cannot overwrite it.
+    A run is stale when it is ``running`` and its last heartbeat is older than the lease
+    (RUN_LEASE_SECONDS): its worker died, and the broker may not hand the task back for a
+    long time (Redis waits for the visibility timeout). A stale run with attempts left goes
+    back to ``queued`` with a fresh task, and resumes from its last checkpoint; one without is
+    failed. Each run changes state through one conditional UPDATE, so when several workers
+    reap at once, exactly one of them requeues it.
     """
+    from backend.runs.services import enqueue
+
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    outcome: dict[str, list[int]] = {"requeued": [], "failed": []}
     stale = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
-    return stale.update(
-        status=Run.Status.FAILED,
-        lease_token=None,
-        finished_at=now,
-        error="the worker stopped sending heartbeats (it died or was stopped); the run was reaped",
-    )
+    for run in stale.only("pk", "attempts", "heartbeat_at"):
+        same = Run.objects.filter(
+            pk=run.pk, status=Run.Status.RUNNING, heartbeat_at=run.heartbeat_at
+        )
+        if run.attempts < settings.RUN_MAX_ATTEMPTS:
+            if same.update(status=Run.Status.QUEUED, lease_token=None):
+                outcome["requeued"].append(run.pk)
+                enqueue(Run.objects.get(pk=run.pk))
+        elif same.update(
+            status=Run.Status.FAILED,
+            lease_token=None,
+            finished_at=now,
+            error=f"the worker stopped sending heartbeats on each of {run.attempts} attempts; gave up",
+        ):
+            outcome["failed"].append(run.pk)
+    if outcome["requeued"] or outcome["failed"]:
+        logger.warning("reaper: requeued %s, failed %s", outcome["requeued"], outcome["failed"])
+    return outcome

@@ -13,7 +13,13 @@ import pytest
 from django.utils import timezone
 
 from backend.runs import kinds
-from backend.runs.execution import RunContext, claim_run, execute_run, reap_stale_runs
+from backend.runs.execution import (
+    RunContext,
+    RunHeldElsewhere,
+    claim_run,
+    execute_run,
+    reap_stale_runs,
+)
 from backend.runs.models import Run
 from tests.runs.factories import RunFactory
 
@@ -92,11 +98,13 @@ def test_a_failure_is_recorded_with_its_traceback() -> None:
     assert run.step == 2
 
 
-def test_a_duplicate_delivery_does_nothing_while_the_lease_is_live() -> None:
+def test_a_duplicate_delivery_waits_while_the_lease_is_live(settings: Any) -> None:
     run = probe_run()
     token = claim_run(run.pk, "host-a")
     assert token is not None
-    assert claim_run(run.pk, "host-b") is None
+    with pytest.raises(RunHeldElsewhere) as held:
+        claim_run(run.pk, "host-b")
+    assert 0 < held.value.retry_in <= settings.RUN_LEASE_SECONDS + 1
     run.refresh_from_db()
     assert (run.worker_host, run.attempts, run.lease_token) == ("host-a", 1, token)
 
@@ -149,17 +157,28 @@ def test_the_soft_time_limit_ends_the_run_timed_out() -> None:
     assert "soft time limit" in run.error
 
 
-def test_the_reaper_fails_runs_whose_heartbeat_stopped(settings: Any) -> None:
-    stale = probe_run()
-    live = probe_run()
-    for run in (stale, live):
+def test_the_reaper_requeues_runs_whose_heartbeat_stopped_and_fails_them_at_the_cap(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.runs import services
+
+    sent: list[int] = []
+    monkeypatch.setattr(services, "enqueue", lambda run: sent.append(run.pk))
+    stale, exhausted, live = probe_run(), probe_run(), probe_run()
+    for run in (stale, exhausted, live):
         claim_run(run.pk, "host")
-    Run.objects.filter(pk=stale.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS + 1)
-    )
-    assert reap_stale_runs() == 1
+    old = timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS + 1)
+    Run.objects.filter(pk__in=[stale.pk, exhausted.pk]).update(heartbeat_at=old)
+    Run.objects.filter(pk=exhausted.pk).update(attempts=settings.RUN_MAX_ATTEMPTS)
+    assert reap_stale_runs() == {"requeued": [stale.pk], "failed": [exhausted.pk]}
+    assert sent == [stale.pk]
+    for run in (stale, exhausted, live):
+        run.refresh_from_db()
+    assert (stale.status, stale.lease_token) == (Run.Status.QUEUED, None)
+    assert exhausted.status == Run.Status.FAILED and "gave up" in exhausted.error
+    assert live.status == Run.Status.RUNNING and isinstance(live.lease_token, uuid.UUID)
+    assert reap_stale_runs() == {"requeued": [], "failed": []}
+    token = claim_run(stale.pk, "host-c")  # the requeued task takes it over
+    assert token is not None
     stale.refresh_from_db()
-    live.refresh_from_db()
-    assert stale.status == Run.Status.FAILED and stale.lease_token is None
-    assert live.status == Run.Status.RUNNING
-    assert isinstance(live.lease_token, uuid.UUID)
+    assert (stale.status, stale.attempts, stale.worker_host) == (Run.Status.RUNNING, 2, "host-c")

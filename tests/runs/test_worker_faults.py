@@ -1,0 +1,88 @@
+"""Real worker processes under faults: a training whose worker is SIGKILLed resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from backend.runs.models import Run
+from backend.runs.services import launch_run
+from tests.conftest import WorkerProcess, wait_for
+from tests.datasets.factories import DatasetFactory, ImageFactory
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def pool_children(worker: WorkerProcess) -> list[int]:
+    """PIDs of the prefork pool processes of a worker (the processes that execute tasks)."""
+    pid = worker.process.pid
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children.extend(int(child) for child in text)
+    return children
+
+
+def complete_checkpoints(run: Run) -> list[Path]:
+    root = Path(settings.ARTIFACTS_ROOT) / "runs" / str(run.pk) / "checkpoints"
+    return (
+        sorted(p for p in root.glob("step-*") if (p / "COMPLETE.json").exists())
+        if root.exists()
+        else []
+    )
+
+
+def test_a_sigkilled_training_is_redelivered_and_resumes_from_its_last_checkpoint(
+    celery_worker_process: WorkerProcess,
+) -> None:
+    dataset = DatasetFactory()
+    for fst in range(1, 7):
+        for diagnosis in ("nevus", "melanoma"):
+            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
+    config = {
+        "image_size": 16,
+        "block_out_channels": [16, 32],
+        "diagnoses": ["nevus", "melanoma"],
+        "batch_size": 8,
+        "train_steps": 300,
+        "checkpoint_every": 20,
+        "keep_checkpoints": 2,
+        "sample_every": 0,
+        "log_every": 5,
+    }
+    run = launch_run(kind="train-conditional", config=config, datasets=[dataset])
+
+    def checkpointed() -> bool:
+        run.refresh_from_db()
+        return (
+            run.status == Run.Status.RUNNING and run.step >= 45 and bool(complete_checkpoints(run))
+        )
+
+    wait_for(
+        checkpointed, 180, interval=0.05, message="a running training with a complete checkpoint"
+    )
+    killed_at = run.step
+    assert killed_at < 300, "the training finished before it could be killed; make it longer"
+    children = pool_children(celery_worker_process)
+    assert children, "no pool process to kill"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+
+    def finished() -> Run | None:
+        run.refresh_from_db()
+        return run if run.is_finished else None
+
+    wait_for(finished, 240, message="the redelivered training to finish")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.attempts == 2
+    assert run.result["final_step"] == 300
+    resumed_from = run.result["resumed_from"]
+    assert resumed_from is not None and 20 <= resumed_from <= killed_at
+    assert resumed_from % 20 == 0
+    log = celery_worker_process.log()
+    assert "WorkerLostError" in log or "exited prematurely" in log
+    assert celery_worker_process.alive()
