@@ -74,11 +74,16 @@ class ProgressReporter:
         self._started = time.monotonic()
         self._last_flush = 0.0
         self._eta: float | None = None
+        self._gpu_memory_mb: float | None = None
         self._first_step: int | None = None  # a resumed run starts counting from here
         self._lock = threading.Lock()
 
-    def update(self, step: int, total: int, loss: float | None = None) -> None:
+    def update(
+        self, step: int, total: int, loss: float | None = None, gpu_memory_mb: float | None = None
+    ) -> None:
         with self._lock:
+            if gpu_memory_mb is not None:
+                self._gpu_memory_mb = gpu_memory_mb
             self._step, self._total = step, total
             if loss is not None:
                 self._losses.append([step, round(float(loss), 6)])
@@ -110,6 +115,8 @@ class ProgressReporter:
                 "eta_seconds": self._eta,
                 "log_tail": "\n".join(self._log),
             }
+            if self._gpu_memory_mb is not None:
+                fields["peak_gpu_memory_mb"] = self._gpu_memory_mb
         Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(**fields)
         self._last_flush = now
 
@@ -181,7 +188,14 @@ class RunContext:
         self.reporter.log(message)
 
     def progress(self, step: int, total: int, loss: float | None = None) -> None:
-        self.reporter.update(step, total, loss)
+        self.reporter.update(step, total, loss, gpu_memory_mb=self._gpu_memory_mb())
+
+    def _gpu_memory_mb(self) -> float | None:
+        if not self.device.startswith("cuda"):
+            return None
+        import torch
+
+        return round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
 
     def save_sample_grid(self, image: Any, step: int) -> str:
         """Save a PIL sample grid as the run's latest sample; return its path under ARTIFACTS_ROOT."""

@@ -57,6 +57,9 @@ class Run(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     gpu_seconds = models.FloatField(default=0.0)
+    peak_gpu_memory_mb = models.FloatField(
+        null=True, blank=True, help_text="Peak allocated GPU memory."
+    )
 
     # Lineage.
     parents = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="children")

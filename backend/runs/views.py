@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from backend.accounts.access import data_viewer_required, launcher_required
+from backend.runs.compare import diff_rows, loss_polylines, summary
 from backend.runs.models import Run
 from backend.runs.services import cancel_run
 
@@ -35,6 +36,7 @@ def progress_payload(run: Run) -> dict[str, Any]:
         "device": run.device,
         "attempts": run.attempts,
         "gpu_seconds": run.gpu_seconds,
+        "peak_gpu_memory_mb": run.peak_gpu_memory_mb,
         "error": run.error[-2000:],
     }
 
@@ -56,6 +58,28 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "status": status,
     }
     return render(request, "runs/list.html", context)
+
+
+@data_viewer_required
+def run_compare(request: HttpRequest) -> HttpResponse:
+    """Two runs side by side (``?a=<id>&b=<id>``): config differences, results, loss curves."""
+    ids = [request.GET.get("a", ""), request.GET.get("b", "")]
+    if not all(value.isdigit() for value in ids):
+        raise Http404
+    run_a, run_b = (get_run_for_user(request, int(value)) for value in ids)
+    rows = diff_rows(run_a.config, run_b.config)
+    results = diff_rows(summary(run_a), summary(run_b)) + diff_rows(run_a.result, run_b.result)
+    context = {
+        "a": run_a,
+        "b": run_b,
+        "rows": rows if request.GET.get("all") else [row for row in rows if row.differs],
+        "showing_all": bool(request.GET.get("all")),
+        "n_different": sum(row.differs for row in rows),
+        "n_rows": len(rows),
+        "results": results,
+        "curves": loss_polylines([run_a, run_b]),
+    }
+    return render(request, "runs/compare.html", context)
 
 
 @data_viewer_required

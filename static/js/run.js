@@ -30,6 +30,9 @@
     document.getElementById("run-eta").textContent = p.eta_seconds ? `${Math.round(p.eta_seconds)} s` : "–";
     document.getElementById("run-worker").textContent = p.worker_host || "–";
     document.getElementById("run-bar").style.width = `${p.percent}%`;
+    if (p.peak_gpu_memory_mb) {
+      document.getElementById("run-gpu-memory").textContent = ` · peak GPU memory ${Math.round(p.peak_gpu_memory_mb)} MiB`;
+    }
     const log = document.getElementById("run-log");
     log.textContent = p.log_tail;
     log.scrollTop = log.scrollHeight;
