@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -19,6 +21,21 @@ def get_dataset_for_user(request: HttpRequest, pk: int) -> Dataset:
 
 def get_image_for_user(request: HttpRequest, pk: int) -> Image:
     return get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+
+
+def tone_rows(tone: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows of the tone-fidelity table (requested FST vs the type estimated from the pixels)."""
+    if not tone:
+        return []
+    fidelity = tone["fidelity"]
+    rows = []
+    for fst in FST:
+        stats = fidelity["per_fst"].get(str(fst.value)) or fidelity["per_fst"].get(fst.value)
+        if stats and stats["n"]:
+            rows.append({"fst": fst.roman, **stats})
+    if rows:
+        rows.append({"fst": "all", **fidelity["overall"]})
+    return rows
 
 
 @data_viewer_required
@@ -41,8 +58,10 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             cells.append({"diagnosis": dx, "images": images})
         if any(cell["images"] for cell in cells):
             grid.append({"fst": fst.roman, "cells": cells})
+    tone = (dataset.generated_by.result or {}).get("tone") if dataset.generated_by else None
     context = {
         "dataset": dataset,
+        "tone": tone_rows(tone),
         "table": dataset.count_table(),
         "grid": grid,
         "diagnoses": diagnoses,

@@ -99,5 +99,8 @@ def test_import_train_and_generate_through_a_real_worker(
         "packages",
         "code_commit",
     } <= set(in_png)
+    tone = generate.result["tone"]
+    assert tone["fidelity"]["overall"]["n"] == 24 and tone["replaced"] == 0
+    assert image.ita is not None and image.ground_truth["estimated_fst"] in range(1, 7)
     log = celery_worker_process.log()
     assert "worker.tasks.execute_run_gpu" in log

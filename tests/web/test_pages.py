@@ -77,6 +77,21 @@ def test_engineers_and_leads_see_the_data_pages(
     assert "private" in image["Cache-Control"]
 
 
+def test_a_synthetic_set_shows_its_tone_fidelity(lead) -> None:  # type: ignore[no-untyped-def]
+    from validation.tone import tone_fidelity
+
+    run = RunFactory(kind=Run.Kind.GENERATE, status=Run.Status.SUCCEEDED)
+    fidelity = tone_fidelity([1, 1, 6, 6], [1, 2, 6, None])
+    run.result = {"tone": {"fidelity": fidelity.to_dict(), "replaced": 0, "still_off": 0}}
+    run.save()
+    dataset = DatasetFactory(name="synthetic", origin="synthetic", generated_by=run)
+    page = login(lead).get(reverse("datasets:detail", args=[dataset.pk]))
+    rows = page.context["tone"]
+    assert [row["fst"] for row in rows] == ["I", "VI", "all"]
+    assert rows[0]["exact_rate"] == 0.5 and rows[1]["n_unestimated"] == 1
+    assert b'id="tone-fidelity"' in page.content
+
+
 def test_only_ml_engineers_cancel_runs(objects: dict, ml_engineer, lead) -> None:  # type: ignore[no-untyped-def]
     run = objects["run"]
     url = reverse("runs:cancel", args=[run.pk])

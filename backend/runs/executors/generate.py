@@ -17,6 +17,7 @@ from backend.runs.models import Run
 from generation.conditional import ConditionalPipelineSampler
 from generation.generate import GeneratedImage, generate_images, package_versions
 from generation.plans import GenerationConfig, GenerationItem
+from generation.tone_gate import apply_replacements, load_replacements, tone_gate
 from validation.files import atomic_write_text
 from validation.vocabulary import DIAGNOSES
 
@@ -65,6 +66,8 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
     plan = load_or_make_plan(
         ctx.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
     )
+    replacements_path = ctx.workdir / "tone_replacements.json"
+    plan = apply_replacements(plan, load_replacements(replacements_path))
     provenance = {
         **sampler.provenance(),
         "run_id": ctx.run.pk,
@@ -96,17 +99,43 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
     )
     if len(images) < len(plan):
         return {"stopped": True, "images": len(images), "planned": len(plan)}
-    dataset = _store(ctx.run, config, images)
+    ctx.log("tone-fidelity gate: estimating each image's skin type from its pixels")
+    gate = tone_gate(
+        sampler,
+        images,
+        output_dir,
+        base_seed=config.seed,
+        provenance=provenance,
+        batch_size=config.batch_size,
+        tolerance=config.tone_tolerance,
+        retries=config.tone_retries,
+        replacements_path=replacements_path,
+        should_stop=ctx.should_stop,
+    )
+    overall = gate.fidelity.overall
+    ctx.log(
+        f"tone fidelity: {overall.exact_rate or 0:.0%} exact, {overall.within_one_rate or 0:.0%} "
+        f"within one type ({gate.replaced} regenerated, {gate.still_off} still off)"
+    )
+    if ctx.should_stop():
+        return {"stopped": True, "images": len(images), "planned": len(plan)}
+    dataset = _store(ctx.run, config, gate.images, gate.estimates)
     return {
-        "images": len(images),
+        "images": len(gate.images),
         "dataset_id": dataset.pk,
         "dataset": dataset.name,
         "rule": config.rule,
         "per_fst": dataset.counts.get("fst", {}),
+        "tone": gate.to_dict(),
     }
 
 
-def _store(run: Run, config: GenerationConfig, images: list[GeneratedImage]) -> Dataset:
+def _store(
+    run: Run,
+    config: GenerationConfig,
+    images: list[GeneratedImage],
+    estimates: dict[int, dict[str, Any]],
+) -> Dataset:
     """Create (or complete, on a retry) the run's synthetic dataset in one transaction."""
     media = Path(settings.MEDIA_ROOT)
     name = config.dataset_name or f"synthetic-run-{run.pk}"
@@ -139,6 +168,11 @@ def _store(run: Run, config: GenerationConfig, images: list[GeneratedImage]) -> 
                     malignant=DIAGNOSES[image.diagnosis].malignant,
                     fst=image.fst,
                     fst_source=Image.FstSource.REQUESTED,
+                    ita=estimates[image.index]["ita"],
+                    ground_truth={
+                        "estimated_fst": estimates[image.index]["fst"],
+                        "ita_reliable": estimates[image.index]["reliable"],
+                    },
                     origin=Origin.SYNTHETIC,
                     provenance=image.provenance,
                 )
