@@ -48,7 +48,7 @@ class DemoProfile:
 PROFILES: dict[str, DemoProfile] = {
     "full": DemoProfile(
         phantom={"count": 1600, "image_size": 32, "seed": 0},
-        train={"train_steps": 600, "checkpoint_every": 200, "sample_every": 100},
+        train={"train_steps": 500, "checkpoint_every": 100, "sample_every": 50},
         generate={
             "rule": "per_cell",
             "count": 10,
