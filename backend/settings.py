@@ -206,6 +206,8 @@ BROKER_DIR: Path = env.path("FAIRDERM_BROKER_DIR", str(VAR_DIR / "broker"))
 RUN_HEARTBEAT_SECONDS: int = env.int("RUN_HEARTBEAT_SECONDS", 15, min_value=1)
 RUN_LEASE_SECONDS: int = env.int("RUN_LEASE_SECONDS", 120, min_value=2)
 RUN_MAX_ATTEMPTS: int = env.int("RUN_MAX_ATTEMPTS", 3, min_value=1)
+# Every worker requeues runs whose heartbeat stopped, once per lease period.
+RUN_REAPER: bool = env.bool("RUN_REAPER", True)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL: str = env.choice("LOG_LEVEL", ["DEBUG", "INFO", "WARNING", "ERROR"], "INFO")

@@ -278,6 +278,8 @@ class GenerationConfig:
             gate replaces images whose ITA-estimated FST is further than this many types from
             the requested one (up to ``tone_retries`` new seeds each); `None` only reports.
         tone_retries (`int`, defaults to 2): Redraws per rejected image.
+        shards (`int`, defaults to 1): Split the plan into this many shards (image ``i`` goes to
+            shard ``i % shards``) that free workers generate in parallel.
         dataset_name (`str`, defaults to empty): Name of the synthetic dataset; empty means
             ``synthetic-run-<run id>``.
     """
@@ -296,6 +298,7 @@ class GenerationConfig:
     seed: int = 0
     tone_tolerance: int | None = None
     tone_retries: int = 2
+    shards: int = 1
     dataset_name: str = ""
 
     def __post_init__(self) -> None:
@@ -313,6 +316,7 @@ class GenerationConfig:
             ("num_inference_steps", 1, 1000),
             ("batch_size", 1, 4096),
             ("tone_retries", 0, 20),
+            ("shards", 1, 1024),
         ):
             _check_int(name, getattr(self, name), low, high)
         if self.tone_tolerance is not None:

@@ -164,8 +164,9 @@ def worker_env(
             "MEDIA_ROOT": str(file_roots["MEDIA_ROOT"]),
             "ARTIFACTS_ROOT": str(file_roots["ARTIFACTS_ROOT"]),
             "COMPUTE_DEVICE": "cpu",
-            "RUN_HEARTBEAT_SECONDS": "1",
-            "RUN_LEASE_SECONDS": "4",
+            "RUN_HEARTBEAT_SECONDS": os.environ["RUN_HEARTBEAT_SECONDS"],
+            "RUN_LEASE_SECONDS": os.environ["RUN_LEASE_SECONDS"],
+            "RUN_REAPER": os.environ["RUN_REAPER"],
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }

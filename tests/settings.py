@@ -13,6 +13,11 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-8b0e0a4f2c1d4e6f9a7b3c
 os.environ.setdefault("FAIRDERM_VAR_DIR", str(_ROOT / "var" / "test"))
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Short leases so that fault tests finish quickly; the same in this process and in workers.
+os.environ.setdefault("RUN_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("RUN_LEASE_SECONDS", "4")
+# Reaping is tested directly; a worker's reaper thread would race with those tests.
+os.environ.setdefault("RUN_REAPER", "0")
 
 from backend.settings import *  # noqa: E402,F403
 from backend.settings import STORAGES  # noqa: E402

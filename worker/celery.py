@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 #: Tasks that need the accelerator. Everything else runs on the cpu queue.
-GPU_TASKS = ("worker.tasks.execute_run_gpu",)
+GPU_TASKS = ("worker.tasks.execute_run_gpu", "worker.tasks.execute_shard_gpu")
 
 
 def celery_settings(django_settings: Any) -> dict[str, Any]:
@@ -165,6 +165,8 @@ def _start_reaper(**_: Any) -> None:
     """Every worker looks for runs whose worker died, once per lease period (see reap_stale_runs)."""
     from django.conf import settings
 
+    if not settings.RUN_REAPER:
+        return
     thread = threading.Thread(
         target=_reap_forever,
         args=(float(settings.RUN_LEASE_SECONDS),),

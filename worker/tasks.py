@@ -41,6 +41,18 @@ def execute_run_cpu(self: Task, *, run_pk: int) -> None:
     _execute(self, run_pk)
 
 
+@app.task(name="worker.tasks.execute_shard_gpu", bind=True)
+def execute_shard_gpu(self: Task, *, shard_pk: int) -> None:
+    """Generate one shard of a run (gpu queue); the last shard to finish gathers the run."""
+    from backend.runs.execution import RunHeldElsewhere
+    from backend.runs.sharding import execute_shard
+
+    try:
+        execute_shard(shard_pk, worker_host=self.request.hostname or "")
+    except RunHeldElsewhere as held:
+        raise self.retry(countdown=held.retry_in, max_retries=None) from held
+
+
 @app.task(name="worker.tasks.reap_runs")
 def reap_runs() -> None:
     """Requeue or fail runs whose worker stopped heartbeating (cpu queue)."""

@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from backend.runs.kinds import get_kind
@@ -54,6 +56,11 @@ class RunHeldElsewhere(Exception):
     def __init__(self, run_pk: int, holder: str, retry_in: float):
         super().__init__(f"run {run_pk} is held by {holder}; retry in {retry_in:.0f} s")
         self.retry_in = retry_in
+
+
+class HandedOff(Exception):
+    """Raised by an executor whose work goes on elsewhere (shard tasks): the run stays
+    ``running`` without a lease, and whoever finishes the work records the outcome."""
 
 
 class RunStopped(Exception):
@@ -127,26 +134,46 @@ class ProgressReporter:
 
 
 class Heartbeat(threading.Thread):
-    """Renews the run's lease every few seconds and notices cancel requests and lost leases."""
+    """Renews a lease every few seconds and notices cancel requests and lost leases.
 
-    def __init__(self, run_pk: int, lease_token: uuid.UUID, interval: float):
-        super().__init__(name=f"heartbeat-run-{run_pk}", daemon=True)
-        self.run_pk = run_pk
+    ``rows`` selects the leased row (a run, or a shard of one); ``cancelled`` says whether the
+    run was asked to stop.
+    """
+
+    def __init__(
+        self,
+        rows: Any,
+        lease_token: uuid.UUID,
+        interval: float,
+        cancelled: Callable[[], bool],
+        name: str,
+    ):
+        super().__init__(name=f"heartbeat-{name}", daemon=True)
+        self.rows = rows
         self.lease_token = lease_token
         self.interval = interval
+        self.cancelled = cancelled
         self.stop_requested = threading.Event()
         self.lease_lost = threading.Event()
         self._finished = threading.Event()
 
-    def beat(self) -> None:
-        updated = Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(
-            heartbeat_at=timezone.now()
+    @classmethod
+    def for_run(cls, run_pk: int, lease_token: uuid.UUID, interval: float) -> Heartbeat:
+        return cls(
+            Run.objects.filter(pk=run_pk),
+            lease_token,
+            interval,
+            lambda: Run.objects.filter(pk=run_pk, cancel_requested=True).exists(),
+            name=f"run-{run_pk}",
         )
+
+    def beat(self) -> None:
+        updated = self.rows.filter(lease_token=self.lease_token).update(heartbeat_at=timezone.now())
         if not updated:
             self.lease_lost.set()
             self.stop_requested.set()
             return
-        if Run.objects.filter(pk=self.run_pk, cancel_requested=True).exists():
+        if self.cancelled():
             self.stop_requested.set()
 
     def run(self) -> None:
@@ -155,7 +182,7 @@ class Heartbeat(threading.Thread):
                 try:
                     self.beat()
                 except Exception:  # a database blip must not kill the job; the next beat retries
-                    logger.exception("heartbeat of run %s failed", self.run_pk)
+                    logger.exception("%s failed", self.name)
                     close_old_connections()
         finally:
             connection.close()
@@ -277,10 +304,34 @@ def execute_run(
         return None
     run = Run.objects.get(pk=run_pk)
     spec = get_kind(run.kind)
-    device = resolve_device(settings.COMPUTE_DEVICE) if spec.uses_gpu else "cpu"
-    Run.objects.filter(pk=run_pk).update(device=device)
-    reporter = ProgressReporter(run_pk, token)
-    heartbeat = Heartbeat(run_pk, token, interval=settings.RUN_HEARTBEAT_SECONDS)
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        return spec.executor()(ctx, spec.parse_config(run.config))
+
+    return run_under_lease(
+        run, token, body, uses_gpu=spec.uses_gpu, soft_time_limit=soft_time_limit
+    )
+
+
+def run_under_lease(
+    run: Run,
+    token: uuid.UUID,
+    body: Callable[[RunContext], dict[str, Any]],
+    *,
+    uses_gpu: bool,
+    soft_time_limit: float | None = None,
+) -> str | None:
+    """Run ``body`` while holding the run's lease, and record its outcome on the row.
+
+    The heartbeat renews the lease and turns cancel requests into ``should_stop``; a result
+    returned after a stop request means cancelled, after the soft deadline timed out.
+    Returns the final status, ``"handed-off"`` when the body raised ``HandedOff``, or None
+    when the lease was lost before the outcome could be written.
+    """
+    device = resolve_device(settings.COMPUTE_DEVICE) if uses_gpu else "cpu"
+    Run.objects.filter(pk=run.pk).update(device=device)
+    reporter = ProgressReporter(run.pk, token)
+    heartbeat = Heartbeat.for_run(run.pk, token, interval=settings.RUN_HEARTBEAT_SECONDS)
     limit = soft_time_limit if soft_time_limit is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT
     # Stop a little before Celery's soft limit, so the executor can write its checkpoint.
     deadline = time.monotonic() + max(1.0, limit - min(60.0, 0.05 * limit))
@@ -299,8 +350,7 @@ def execute_run(
     status: str
     fields: dict[str, Any] = {}
     try:
-        config = spec.parse_config(run.config)
-        result = spec.executor()(ctx, config)
+        result = body(ctx)
         if ctx.extra.get("timed_out"):
             status, fields = (
                 Run.Status.TIMED_OUT,
@@ -310,12 +360,19 @@ def execute_run(
             status, fields = Run.Status.CANCELLED, {"result": result or {}}
         else:
             status, fields = Run.Status.SUCCEEDED, {"result": result or {}}
+    except HandedOff:
+        heartbeat.finish()
+        reporter.flush(force=True)
+        Run.objects.filter(pk=run.pk, lease_token=token).update(
+            lease_token=None, heartbeat_at=timezone.now()
+        )
+        return "handed-off"
     except SoftTimeLimitExceeded:
         status, fields = Run.Status.TIMED_OUT, {"error": "soft time limit exceeded"}
     except RunStopped:
         status = Run.Status.TIMED_OUT if ctx.extra.get("timed_out") else Run.Status.CANCELLED
     except Exception as exc:
-        logger.exception("run %s failed", run_pk)
+        logger.exception("run %s failed", run.pk)
         reporter.log(f"failed: {exc.__class__.__name__}: {exc}")
         status, fields = (
             Run.Status.FAILED,
@@ -326,34 +383,60 @@ def execute_run(
     elapsed = time.monotonic() - started
     reporter.log(f"{status} after {elapsed:.1f} s")
     reporter.flush(force=True)
-    gpu_seconds = run.gpu_seconds + (elapsed if device.startswith("cuda") else 0.0)
+    gpu_seconds = F("gpu_seconds") + (elapsed if device.startswith("cuda") else 0.0)
     if not _finish(
-        run_pk, token, status=status, gpu_seconds=gpu_seconds, eta_seconds=None, **fields
+        run.pk, token, status=status, gpu_seconds=gpu_seconds, eta_seconds=None, **fields
     ):
         logger.warning(
-            "run %s: lease lost before the outcome (%s) could be recorded", run_pk, status
+            "run %s: lease lost before the outcome (%s) could be recorded", run.pk, status
         )
         return None
     return status
 
 
 def reap_stale_runs(*, now: Any = None) -> dict[str, list[int]]:
-    """Requeue runs whose worker stopped heartbeating; fail those that used up their attempts.
+    """Requeue runs and shards whose worker stopped heartbeating; fail those out of attempts.
 
-    A run is stale when it is ``running`` and its last heartbeat is older than the lease
-    (RUN_LEASE_SECONDS): its worker died, and the broker may not hand the task back for a
-    long time (Redis waits for the visibility timeout). A stale run with attempts left goes
-    back to ``queued`` with a fresh task, and resumes from its last checkpoint; one without is
-    failed. Each run changes state through one conditional UPDATE, so when several workers
-    reap at once, exactly one of them requeues it.
+    A run (or shard) is stale when it is ``running`` and its last heartbeat is older than the
+    lease (RUN_LEASE_SECONDS): its worker died, and the broker may not hand the task back for
+    a long time (Redis waits for the visibility timeout). A stale one with attempts left goes
+    back to ``queued`` with a fresh task and resumes from its last checkpoint or image; one
+    without is failed. A run handed off to shards is left alone while any shard is unfinished.
+    Each change is one conditional UPDATE, so when several workers reap at once, exactly one
+    of them acts.
     """
+    from backend.runs.models import RunShard
     from backend.runs.services import enqueue
+    from backend.runs.sharding import enqueue_shard, finalize_if_done
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.RUN_LEASE_SECONDS)
-    outcome: dict[str, list[int]] = {"requeued": [], "failed": []}
+    outcome: dict[str, list[int]] = {
+        "requeued": [],
+        "failed": [],
+        "shards_requeued": [],
+        "shards_failed": [],
+    }
+    for shard in RunShard.objects.filter(status=RunShard.Status.RUNNING, heartbeat_at__lt=cutoff):
+        same = RunShard.objects.filter(
+            pk=shard.pk, status=RunShard.Status.RUNNING, heartbeat_at=shard.heartbeat_at
+        )
+        if shard.attempts < settings.RUN_MAX_ATTEMPTS:
+            if same.update(status=RunShard.Status.QUEUED, lease_token=None):
+                outcome["shards_requeued"].append(shard.pk)
+                enqueue_shard(shard)
+        elif same.update(
+            status=RunShard.Status.FAILED,
+            lease_token=None,
+            finished_at=now,
+            error=f"the worker stopped sending heartbeats on each of {shard.attempts} attempts; gave up",
+        ):
+            outcome["shards_failed"].append(shard.pk)
+            finalize_if_done(shard.run_id)
     stale = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
-    for run in stale.only("pk", "attempts", "heartbeat_at"):
+    for run in stale.only("pk", "attempts", "heartbeat_at", "lease_token"):
+        if run.lease_token is None and run.shards.exclude(status__in=RunShard.FINISHED).exists():
+            continue  # handed off: its shards have leases of their own
         same = Run.objects.filter(
             pk=run.pk, status=Run.Status.RUNNING, heartbeat_at=run.heartbeat_at
         )
@@ -368,6 +451,6 @@ def reap_stale_runs(*, now: Any = None) -> dict[str, list[int]]:
             error=f"the worker stopped sending heartbeats on each of {run.attempts} attempts; gave up",
         ):
             outcome["failed"].append(run.pk)
-    if outcome["requeued"] or outcome["failed"]:
-        logger.warning("reaper: requeued %s, failed %s", outcome["requeued"], outcome["failed"])
+    if any(outcome.values()):
+        logger.warning("reaper: %s", outcome)
     return outcome

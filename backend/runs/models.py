@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -29,6 +30,9 @@ class Run(models.Model):
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
+    uid = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="Names the run's folders."
+    )
     name = models.CharField(max_length=200, blank=True)
     config = models.JSONField(help_text="The kind's config dataclass as JSON, validated at launch.")
     status = models.CharField(
@@ -93,8 +97,16 @@ class Run(models.Model):
 
     @property
     def workdir(self) -> Path:
-        """The run's folder under ARTIFACTS_ROOT (checkpoints, samples, outputs)."""
-        return Path(settings.ARTIFACTS_ROOT) / "runs" / str(self.pk)
+        """The run's folder under ARTIFACTS_ROOT (checkpoints, samples, outputs).
+
+        Named by id and uid, so a run can never pick up the files of an older run that had
+        the same id in a database since reset.
+        """
+        return Path(settings.ARTIFACTS_ROOT) / "runs" / self.folder_name
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.pk}-{self.uid.hex[:12]}"
 
     @property
     def gpu_cost(self) -> float:
@@ -131,3 +143,46 @@ class Artifact(models.Model):
     @property
     def absolute_path(self) -> Path:
         return Path(settings.ARTIFACTS_ROOT) / self.path
+
+
+class RunShard(models.Model):
+    """One slice of a run's work that any free worker can take (e.g. every n-th image of a plan).
+
+    A shard has its own lease and heartbeat, like a run; the run stays ``running`` until the
+    last shard finishes and gathers the results.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_token = models.UUIDField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    items_done = models.PositiveIntegerField(default=0)
+    items_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="unique_shard_index_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} shard {self.index} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

@@ -81,11 +81,10 @@ def cancel_run(run: Run) -> Run:
 def _rows(model: Any, items: Iterable[Any], field: str) -> list[Any]:
     rows = []
     for item in items:
-        if isinstance(item, model):
-            rows.append(item)
-            continue
+        # Always read the row afresh: inputs are checked against their current state.
+        key = item.pk if isinstance(item, model) else item
         try:
-            rows.append(model.objects.get(pk=int(item)))
+            rows.append(model.objects.get(pk=int(key)))
         except (model.DoesNotExist, ValueError, TypeError):
             raise ValidationError(
                 {field: f"no {model.__name__.lower()} with id {item!r}"}

@@ -38,6 +38,16 @@ def progress_payload(run: Run) -> dict[str, Any]:
         "gpu_seconds": run.gpu_seconds,
         "peak_gpu_memory_mb": run.peak_gpu_memory_mb,
         "error": run.error[-2000:],
+        "shards": [
+            {
+                "index": s.index,
+                "status": s.status,
+                "worker_host": s.worker_host,
+                "done": s.items_done,
+                "total": s.items_total,
+            }
+            for s in run.shards.all()
+        ],
     }
 
 
@@ -93,6 +103,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "children": run.children.all(),
         "datasets": run.datasets.all(),
         "generated": run.generated_datasets.all(),
+        "shards": run.shards.all(),
     }
     return render(request, "runs/detail.html", context)
 

@@ -151,3 +151,12 @@ def test_the_api_cancels(sent: dict, ml_engineer: Any) -> None:
     response = _api(ml_engineer).post(f"/api/runs/{run.pk}/cancel/")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
+
+
+def test_a_run_folder_never_reuses_the_files_of_an_older_run_with_the_same_id() -> None:
+    first = RunFactory()
+    old_folder, pk = first.workdir, first.pk
+    first.delete()  # e.g. a database reset that kept var/artifacts
+    second = RunFactory(pk=pk)
+    assert second.workdir != old_folder
+    assert second.workdir.name.startswith(f"{pk}-")

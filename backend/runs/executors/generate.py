@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,64 +53,129 @@ def load_or_make_plan(
     return items
 
 
-def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
-    parent = ctx.run.parents.get(kind=Run.Kind.TRAIN_CONDITIONAL)
+@dataclass
+class GenerationJob:
+    """What every worker of a generate run needs, rebuilt identically on each of them.
+
+    The plan and the shared provenance are fixed by the first worker that prepares the run
+    (``plan.json``, ``provenance.json`` in the run folder), so shards on other machines and
+    retried tasks write exactly the same images.
+    """
+
+    config: GenerationConfig
+    model_run: Run
+    sampler: ConditionalPipelineSampler
+    plan: list[GenerationItem]
+    provenance: dict[str, Any]
+    output_dir: Path
+    replacements_path: Path
+
+
+def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
+    parent = run.parents.get(kind=Run.Kind.TRAIN_CONDITIONAL)
     model = parent.artifacts.get(name="model")
     sampler = ConditionalPipelineSampler.from_pretrained(
         model.absolute_path,
-        device=ctx.device,
+        device=device,
         guidance_scale=config.guidance_scale,
         num_inference_steps=config.num_inference_steps,
         sampler=config.sampler,
     )
-    real = reference_counts(ctx.run, parent) if config.needs_real_counts else None
+    real = reference_counts(run, parent) if config.needs_real_counts else None
     plan = load_or_make_plan(
-        ctx.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
+        run.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
     )
-    replacements_path = ctx.workdir / "tone_replacements.json"
+    replacements_path = run.workdir / "tone_replacements.json"
     plan = apply_replacements(plan, load_replacements(replacements_path))
-    provenance = {
-        **sampler.provenance(),
-        "run_id": ctx.run.pk,
-        "model_run_id": parent.pk,
-        "model_artifact_sha256": model.sha256,
-        "generation_config": config.to_dict(),
-        "code_commit": code_version(),
-        "packages": package_versions(),
-        "device": ctx.device,
-    }
+    provenance_path = run.workdir / "provenance.json"
+    if provenance_path.exists():
+        provenance = json.loads(provenance_path.read_text())
+    else:
+        provenance = {
+            **sampler.provenance(),
+            "run_id": run.pk,
+            "model_run_id": parent.pk,
+            "model_artifact_sha256": model.sha256,
+            "generation_config": config.to_dict(),
+            "code_commit": code_version(),
+            "packages": package_versions(),
+            "device": device,
+        }
+        atomic_write_text(provenance_path, json.dumps(provenance, sort_keys=True))
     # Generated straight into MEDIA_ROOT: these archival PNGs (with provenance) are the
-    # dataset's files. The folder is per run, so a retried task resumes where it stopped.
-    output_dir = Path(settings.MEDIA_ROOT) / "generated" / f"run-{ctx.run.pk}"
+    # dataset's files. The folder is per run, so retried tasks and shards resume into it.
+    output_dir = Path(settings.MEDIA_ROOT) / "generated" / f"run-{run.folder_name}"
+    return GenerationJob(config, parent, sampler, plan, provenance, output_dir, replacements_path)
+
+
+def shard_items(plan: list[GenerationItem], shards: int, index: int) -> list[GenerationItem]:
+    """The items of shard ``index``: every ``shards``-th image, so each shard is balanced too."""
+    return [item for item in plan if item.index % shards == index]
+
+
+def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
+    job = prepare(ctx.run, config, ctx.device)
+    if not job.plan:
+        ctx.log(f"nothing to generate: the {config.rule} target is already met by the real data")
+        return {"images": 0, "rule": config.rule, "target_already_met": True}
+    if config.shards > 1:
+        from backend.runs.sharding import coordinate
+
+        coordinate(ctx, len(job.plan), config.shards)  # raises HandedOff until every shard is done
     ctx.log(
-        f"generating {len(plan)} images ({config.rule}, count {config.count}) into {output_dir}"
+        f"generating {len(job.plan)} images ({config.rule}, count {config.count}) into {job.output_dir}"
     )
 
     def on_progress(done: int, total: int, new: list[GeneratedImage]) -> None:
         ctx.progress(done, total)
 
     images = generate_images(
-        sampler,
-        plan,
-        output_dir,
+        job.sampler,
+        job.plan,
+        job.output_dir,
         batch_size=config.batch_size,
-        provenance=provenance,
+        provenance=job.provenance,
         on_progress=on_progress,
         should_stop=ctx.should_stop,
     )
-    if len(images) < len(plan):
-        return {"stopped": True, "images": len(images), "planned": len(plan)}
+    if len(images) < len(job.plan):
+        return {"stopped": True, "images": len(images), "planned": len(job.plan)}
+    return finalize(ctx, job, images)
+
+
+def generate_shard(
+    run: Run, shard_index: int, device: str, *, on_progress: Any, should_stop: Any
+) -> int:
+    """Generate shard ``shard_index`` of a generate run; return how many of its images exist."""
+    config = GenerationConfig.from_dict(run.config)
+    job = prepare(run, config, device)
+    items = shard_items(job.plan, config.shards, shard_index)
+    images = generate_images(
+        job.sampler,
+        items,
+        job.output_dir,
+        batch_size=config.batch_size,
+        provenance=job.provenance,
+        on_progress=lambda done, total, new: on_progress(done, total),
+        should_stop=should_stop,
+    )
+    return len(images)
+
+
+def finalize(ctx: RunContext, job: GenerationJob, images: list[GeneratedImage]) -> dict[str, Any]:
+    """The tone-fidelity gate over the whole set, then the synthetic dataset in one transaction."""
+    config = job.config
     ctx.log("tone-fidelity gate: estimating each image's skin type from its pixels")
     gate = tone_gate(
-        sampler,
+        job.sampler,
         images,
-        output_dir,
+        job.output_dir,
         base_seed=config.seed,
-        provenance=provenance,
+        provenance=job.provenance,
         batch_size=config.batch_size,
         tolerance=config.tone_tolerance,
         retries=config.tone_retries,
-        replacements_path=replacements_path,
+        replacements_path=job.replacements_path,
         should_stop=ctx.should_stop,
     )
     overall = gate.fidelity.overall
@@ -118,13 +184,14 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
         f"within one type ({gate.replaced} regenerated, {gate.still_off} still off)"
     )
     if ctx.should_stop():
-        return {"stopped": True, "images": len(images), "planned": len(plan)}
+        return {"stopped": True, "images": len(images), "planned": len(job.plan)}
     dataset = _store(ctx.run, config, gate.images, gate.estimates)
     return {
         "images": len(gate.images),
         "dataset_id": dataset.pk,
         "dataset": dataset.name,
         "rule": config.rule,
+        "shards": config.shards,
         "per_fst": dataset.counts.get("fst", {}),
         "tone": gate.to_dict(),
     }
