@@ -8,6 +8,7 @@ at a file (Docker secrets).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -136,6 +137,23 @@ class Env:
                 f"{name}: expected one of {', '.join(allowed)}, got {value!r}"
             )
         return value
+
+    def json_object(self, name: str, default: Any = _MISSING) -> Any:
+        """A JSON object (dict), e.g. ``{"master_name": "mymaster"}``."""
+        value = self._raw(name)
+        if value is None:
+            return self._missing(name, default)
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ImproperlyConfigured(
+                f"{name}: expected a JSON object, got {type(parsed).__name__}"
+            )
+        return parsed
 
     def path(self, name: str, default: Any = _MISSING) -> Any:
         """A filesystem path; a relative one is taken relative to the project folder."""

@@ -202,6 +202,9 @@ if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT and not env.bool(
         f"got {CELERY_VISIBILITY_TIMEOUT} s"
     )
 BROKER_DIR: Path = env.path("FAIRDERM_BROKER_DIR", str(VAR_DIR / "broker"))
+# Extra kombu transport options, as a JSON object (e.g. Redis Sentinel's master_name, or
+# unacked_restore_interval to redeliver a dead worker's tasks sooner).
+CELERY_EXTRA_TRANSPORT_OPTIONS: dict = env.json_object("CELERY_BROKER_TRANSPORT_OPTIONS", {})
 # A run whose heartbeat is older than this is considered dead (its lease has expired).
 RUN_HEARTBEAT_SECONDS: int = env.int("RUN_HEARTBEAT_SECONDS", 15, min_value=1)
 RUN_LEASE_SECONDS: int = env.int("RUN_LEASE_SECONDS", 120, min_value=2)

@@ -27,6 +27,8 @@ def make_env(**values: str) -> Env:
         ("float", "GPU_PRICE_PER_HOUR", "nan", "finite"),
         ("device", "COMPUTE_DEVICE", "gpu0", "expected auto, cpu, mps, cuda or cuda:N"),
         ("choice", "LOG_LEVEL", "LOUD", "expected one of"),
+        ("json_object", "CELERY_BROKER_TRANSPORT_OPTIONS", "[1, 2]", "expected a JSON object"),
+        ("json_object", "CELERY_BROKER_TRANSPORT_OPTIONS", "{master: x}", "not valid JSON"),
     ],
 )
 def test_it_names_the_variable_on_a_bad_value(

@@ -40,7 +40,10 @@ GPU_TASKS = ("worker.tasks.execute_run_gpu", "worker.tasks.execute_shard_gpu")
 def celery_settings(django_settings: Any) -> dict[str, Any]:
     """The Celery configuration derived from Django settings (also checked by the tests)."""
     visibility = django_settings.CELERY_VISIBILITY_TIMEOUT
-    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    transport_options: dict[str, Any] = {
+        **getattr(django_settings, "CELERY_EXTRA_TRANSPORT_OPTIONS", {}),
+        "visibility_timeout": visibility,
+    }
     broker_url: str = django_settings.CELERY_BROKER_URL
     if broker_url.startswith("filesystem://"):
         # The embedded broker of the demo: one folder that producers and workers share.

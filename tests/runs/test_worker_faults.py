@@ -136,3 +136,139 @@ def test_two_workers_share_the_shards_of_one_generation(
     ids = list(synthetic.images.values_list("image_id", flat=True))
     assert len(ids) == len(set(ids)) == 48
     assert sorted(run.shards.values_list("items_done", flat=True)) == [8] * 6
+
+
+TINY_LONG = {
+    "image_size": 16,
+    "block_out_channels": [16, 32],
+    "diagnoses": ["nevus", "melanoma"],
+    "batch_size": 8,
+    "checkpoint_every": 10,
+    "keep_checkpoints": 2,
+    "sample_every": 0,
+    "log_every": 5,
+}
+
+
+def small_dataset():  # type: ignore[no-untyped-def]
+    dataset = DatasetFactory()
+    for fst in range(1, 7):
+        for diagnosis in ("nevus", "melanoma"):
+            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
+    return dataset
+
+
+def test_a_running_training_stops_within_a_minute_of_cancel_and_keeps_its_checkpoint(
+    celery_worker_process: WorkerProcess,
+) -> None:
+    import time
+
+    from backend.runs.services import cancel_run
+
+    run = launch_run(
+        kind="train-conditional",
+        config={**TINY_LONG, "train_steps": 5000},
+        datasets=[small_dataset()],
+    )
+
+    def running() -> bool:
+        run.refresh_from_db()
+        return run.status == Run.Status.RUNNING and run.step >= 5
+
+    wait_for(running, 180, interval=0.1, message="the training to start")
+    cancel_run(run)
+    asked = time.monotonic()
+
+    def finished() -> Run | None:
+        run.refresh_from_db()
+        return run if run.is_finished else None
+
+    wait_for(finished, 60, interval=0.1, message="the cancelled training to stop")
+    assert time.monotonic() - asked < 60
+    assert run.status == Run.Status.CANCELLED
+    assert run.result["stopped"] is True and run.result["final_step"] < 5000
+    checkpoints = complete_checkpoints(run)
+    assert checkpoints and checkpoints[-1].name == f"step-{run.result['final_step']:07d}"
+
+
+def test_launch_wait_json_completes_a_real_run_from_the_command_line(
+    celery_worker_process: WorkerProcess, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    dataset = small_dataset()
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({**TINY_LONG, "train_steps": 4}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "launch",
+            "train-conditional",
+            "--config",
+            str(config),
+            "--dataset",
+            str(dataset.pk),
+            "--wait",
+            "--json",
+            "--timeout",
+            "240",
+        ],  # fmt: skip
+        cwd=Path(__file__).resolve().parents[2],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "succeeded" and payload["kind"] == "train-conditional"
+    assert payload["result"]["final_step"] == 4 and payload["result"]["model_sha256"]
+    assert Run.objects.get(pk=payload["id"]).artifacts.filter(name="model").exists()
+
+
+def test_a_duplicate_delivery_under_a_short_visibility_timeout_does_the_work_once(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Redis hands an unacknowledged task to another worker after the visibility timeout; the
+    run's lease makes that second delivery wait and then do nothing."""
+    import json
+
+    from tests.conftest import start_worker, stop_worker
+
+    if not worker_env["CELERY_BROKER_URL"].startswith("redis"):
+        pytest.skip("visibility timeouts are a Redis broker behaviour (CI runs this on Redis)")
+    env = {
+        **worker_env,
+        "CELERY_VISIBILITY_TIMEOUT": "3",
+        "CELERY_TASK_TIME_LIMIT": "600",
+        "CELERY_ALLOW_SHORT_VISIBILITY": "1",
+        "CELERY_BROKER_TRANSPORT_OPTIONS": json.dumps(
+            {"unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+        ),
+    }
+    workers = [start_worker(env, tmp_path / f"worker-{i}.log", queues="gpu") for i in range(2)]
+    try:
+        run = launch_run(
+            kind="train-conditional",
+            config={**TINY_LONG, "train_steps": 400},
+            datasets=[small_dataset()],
+        )
+
+        def finished() -> Run | None:
+            run.refresh_from_db()
+            return run if run.is_finished else None
+
+        wait_for(finished, 300, message="the training")
+        logs = "".join(worker.log() for worker in workers)
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.attempts == 1, "the duplicate delivery must not start the run a second time"
+    assert run.result["resumed_from"] is None
+    assert "live lease" in logs, (
+        "no duplicate delivery happened; the test did not exercise the lease"
+    )
