@@ -14,6 +14,13 @@ from django.urls import reverse
 from validation.vocabulary import DIAGNOSES, FST
 
 
+def fst_label(key: str) -> str:
+    """Count keys as labels: "5" -> "V", "5-6" -> "V-VI", "unknown" stays."""
+    if key == "unknown":
+        return key
+    return "-".join(FST(int(part)).roman for part in key.split("-"))
+
+
 class Origin(models.TextChoices):
     REAL = "real", "Real"
     SYNTHETIC = "synthetic", "Synthetic"
@@ -80,8 +87,9 @@ class Dataset(models.Model):
         per_fst: Counter[str] = Counter()
         per_dx: Counter[str] = Counter()
         per_split: Counter[str] = Counter()
-        for fst, dx, split in self.images.values_list("fst", "diagnosis", "split"):
-            key = str(fst) if fst else "unknown"
+        rows = self.images.values_list("fst", "fst_min", "fst_max", "diagnosis", "split")
+        for fst, low, high, dx, split in rows:
+            key = str(fst) if fst else (f"{low}-{high}" if low else "unknown")
             table[key][dx] += 1
             per_fst[key] += 1
             per_dx[dx] += 1
@@ -102,11 +110,12 @@ class Dataset(models.Model):
         cells = self.counts.get("fst_diagnosis", {})
         diagnoses = sorted({dx for row in cells.values() for dx in row})
         rows = []
-        for fst in [*(str(f.value) for f in FST), "unknown"]:
+        ranges = sorted(key for key in cells if "-" in key)
+        for fst in [*(str(f.value) for f in FST), *ranges, "unknown"]:
             row = cells.get(fst)
             if row is None:
                 continue
-            label = FST(int(fst)).roman if fst != "unknown" else "unknown"
+            label = fst_label(fst)
             rows.append(
                 {
                     "fst": label,
@@ -144,6 +153,10 @@ class Image(models.Model):
     fst = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(6)]
     )
+    # The range the label allows: equal to ``fst`` when the type is known exactly, wider for
+    # grouped labels (DDI's "56" is V-VI), empty when nothing is known.
+    fst_min = models.PositiveSmallIntegerField(null=True, blank=True)
+    fst_max = models.PositiveSmallIntegerField(null=True, blank=True)
     fst_source = models.CharField(
         max_length=16, choices=FstSource.choices, default=FstSource.UNKNOWN
     )
@@ -169,6 +182,11 @@ class Image(models.Model):
             models.CheckConstraint(
                 condition=models.Q(fst__isnull=True) | models.Q(fst__gte=1, fst__lte=6),
                 name="fst_between_1_and_6",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fst_min__isnull=True, fst_max__isnull=True)
+                | models.Q(fst_min__gte=1, fst_max__lte=6, fst_min__lte=models.F("fst_max")),
+                name="fst_range_within_1_and_6",
             ),
         ]
         indexes = [models.Index(fields=["dataset", "fst", "diagnosis"])]
