@@ -8,7 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from backend.datasets.importing import READERS, ImportSummary, run_import
+from backend.datasets.formats import READERS
+from backend.datasets.importing import ImportSummary, run_import
 from backend.datasets.models import Dataset, Origin
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from backend.datasets.importing import READERS
+from backend.datasets.formats import READERS
 from backend.datasets.models import Dataset
 from backend.datasets.services import import_now
 
