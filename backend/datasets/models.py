@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 from django.urls import reverse
 
 from validation.vocabulary import DIAGNOSES, FST
@@ -59,6 +62,9 @@ class Dataset(models.Model):
     errors = models.JSONField(
         default=list, blank=True, help_text="Rejected rows and files, with reasons."
     )
+    split_config = models.JSONField(
+        default=dict, blank=True, help_text="How the splits were made: level, fractions, seed."
+    )
     generated_by = models.ForeignKey(
         "runs.Run",
         null=True,
@@ -77,6 +83,15 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk and self.role == self.Role.EXTERNAL_TEST and self.training_sets.exists():
+            raise ValidationError(
+                {
+                    "role": f"{self.name} belongs to training sets; remove it from them before locking it as a test set"
+                }
+            )
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("datasets:detail", args=[self.pk])
@@ -204,3 +219,80 @@ class Image(models.Model):
 
     def get_file_url(self) -> str:
         return reverse("datasets:image-file", args=[self.pk])
+
+
+class TrainingSet(models.Model):
+    """A saved selection of images across datasets, usable wherever a dataset is.
+
+    Example: every FST V-VI training image of Fitzpatrick17k and PAD-UFES-20. Empty filter
+    lists mean "any". A dataset locked as an external test set can never join one.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    datasets = models.ManyToManyField(Dataset, related_name="training_sets")
+    fsts = models.JSONField(default=list, blank=True, help_text="Skin types 1-6; empty for all.")
+    diagnoses = models.JSONField(
+        default=list, blank=True, help_text="Shared diagnosis codes; empty for all."
+    )
+    origins = models.JSONField(
+        default=list, blank=True, help_text="real and/or synthetic; empty for both."
+    )
+    splits = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="train, val, test or '' (unassigned); empty for train and unassigned.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if any(not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 6 for f in self.fsts):
+            errors["fsts"] = f"skin types must be integers 1-6, got {self.fsts!r}"
+        unknown = [d for d in self.diagnoses if d not in DIAGNOSES]
+        if unknown:
+            errors["diagnoses"] = f"unknown diagnosis codes: {', '.join(map(str, unknown))}"
+        if any(o not in Origin.values for o in self.origins):
+            errors["origins"] = (
+                f"origins must be among {', '.join(Origin.values)}, got {self.origins!r}"
+            )
+        if any(s not in Image.Split.values for s in self.splits):
+            errors["splits"] = f"splits must be among train, val, test or '', got {self.splits!r}"
+        if errors:
+            raise ValidationError(errors)
+
+    def images(self) -> models.QuerySet[Image]:
+        """The images the selection holds now (datasets can grow; the filters stay)."""
+        images = Image.objects.filter(dataset__in=self.datasets.all())
+        if self.fsts:
+            images = images.filter(fst__in=self.fsts)
+        if self.diagnoses:
+            images = images.filter(diagnosis__in=self.diagnoses)
+        if self.origins:
+            images = images.filter(origin__in=self.origins)
+        splits = self.splits or [Image.Split.TRAIN, Image.Split.UNASSIGNED]
+        return images.filter(split__in=splits)
+
+
+@receiver(m2m_changed, sender=TrainingSet.datasets.through)
+def _refuse_locked_datasets(
+    sender: Any, instance: Any, action: str, pk_set: Any, **kwargs: Any
+) -> None:
+    if action != "pre_add" or not pk_set:
+        return
+    if isinstance(instance, TrainingSet):
+        locked = Dataset.objects.filter(pk__in=pk_set, role=Dataset.Role.EXTERNAL_TEST)
+        names = [d.name for d in locked]
+    else:  # adding training sets to a dataset from the other side
+        names = [instance.name] if instance.role == Dataset.Role.EXTERNAL_TEST else []
+    if names:
+        raise ValidationError({"datasets": f"{', '.join(names)} is locked as an external test set"})

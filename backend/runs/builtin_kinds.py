@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, TrainingSet
 from backend.runs.kinds import RunKind, register
 from backend.runs.models import Run
 from generation.conditional.config import ConditionalDiffusionConfig
 from generation.plans import GenerationConfig
 
 
-def _check_training_inputs(datasets: list[Dataset], parents: list[Run]) -> None:
-    if not datasets:
-        raise ValidationError({"datasets": "a training run needs at least one dataset"})
+def _refuse_locked(datasets: list[Dataset], purpose: str) -> None:
     locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
     if locked:
         raise ValidationError(
             {
-                "datasets": f"{', '.join(locked)} is locked as an external test set: training may not read it"
+                "datasets": f"{', '.join(locked)} is locked as an external test set: {purpose} may not read it"
             }
         )
 
 
-def _check_generation_inputs(datasets: list[Dataset], parents: list[Run]) -> None:
+def _check_training_inputs(
+    datasets: list[Dataset], parents: list[Run], training_sets: list[TrainingSet]
+) -> None:
+    if not datasets and not training_sets:
+        raise ValidationError(
+            {"datasets": "a training run needs at least one dataset or training set"}
+        )
+    _refuse_locked(datasets, "training")
+
+
+def _check_generation_inputs(
+    datasets: list[Dataset], parents: list[Run], training_sets: list[TrainingSet]
+) -> None:
     models = [p for p in parents if p.kind == Run.Kind.TRAIN_CONDITIONAL]
     if len(models) != 1:
         raise ValidationError(
@@ -36,6 +46,8 @@ def _check_generation_inputs(datasets: list[Dataset], parents: list[Run]) -> Non
         raise ValidationError(
             {"parents": f"run #{models[0].pk} has no trained model yet ({models[0].status})"}
         )
+    # The reference counts that condition a generation plan may not come from a test set.
+    _refuse_locked(datasets, "generation conditioning")
 
 
 register(

@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, TrainingSet
 from backend.runs.kinds import RunKind
 from backend.runs.models import Run
 from backend.runs.services import launch_run
@@ -113,6 +113,9 @@ class LaunchForm(forms.Form):
     parents = forms.ModelMultipleChoiceField(
         queryset=Run.objects.filter(status=Run.Status.SUCCEEDED), required=False
     )
+    training_sets = forms.ModelMultipleChoiceField(
+        queryset=TrainingSet.objects.all(), required=False
+    )
 
     def __init__(self, *args: Any, kind: RunKind, preset: str | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -144,6 +147,7 @@ class LaunchForm(forms.Form):
                 config=self.config(),
                 datasets=self.cleaned_data["datasets"],
                 parents=self.cleaned_data["parents"],
+                training_sets=self.cleaned_data["training_sets"],
                 user=user,
                 name=self.cleaned_data["name"],
             )
@@ -154,7 +158,7 @@ class LaunchForm(forms.Form):
             return None
 
     def _field_for(self, key: str, message: str) -> str | None:
-        if key in ("datasets", "parents", "name"):
+        if key in ("datasets", "parents", "training_sets", "name"):
             return key
         if key == "config":
             named = message.split(":", 1)[0].strip()

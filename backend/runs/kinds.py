@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.core.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from backend.datasets.models import Dataset
+    from backend.datasets.models import Dataset, TrainingSet
     from backend.runs.execution import RunContext
     from backend.runs.models import Run
 
@@ -26,10 +26,12 @@ class RunConfig(Protocol):
 
 
 Executor = Callable[["RunContext", Any], dict[str, Any]]
-InputCheck = Callable[[list["Dataset"], list["Run"]], None]
+InputCheck = Callable[[list["Dataset"], list["Run"], list["TrainingSet"]], None]
 
 
-def _no_input_check(datasets: list[Dataset], parents: list[Run]) -> None:
+def _no_input_check(
+    datasets: list[Dataset], parents: list[Run], training_sets: list[TrainingSet]
+) -> None:
     return None
 
 

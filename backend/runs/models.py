@@ -68,6 +68,7 @@ class Run(models.Model):
     # Lineage.
     parents = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="children")
     datasets = models.ManyToManyField("datasets.Dataset", blank=True, related_name="runs")
+    training_sets = models.ManyToManyField("datasets.TrainingSet", blank=True, related_name="runs")
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

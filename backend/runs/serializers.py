@@ -5,12 +5,12 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, TrainingSet
 from backend.runs.models import Artifact, Run
 from backend.runs.services import launch_run
 
 #: What a launch request may set; every other field of a run is written by the worker.
-LAUNCH_FIELDS = ("id", "kind", "name", "config", "preset", "parents", "datasets")
+LAUNCH_FIELDS = ("id", "kind", "name", "config", "preset", "parents", "datasets", "training_sets")
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
@@ -25,6 +25,9 @@ class RunSerializer(serializers.ModelSerializer):
     config = serializers.JSONField(required=False, default=dict)
     datasets = serializers.PrimaryKeyRelatedField(
         many=True, queryset=Dataset.objects.all(), required=False
+    )
+    training_sets = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=TrainingSet.objects.all(), required=False
     )
     parents = serializers.PrimaryKeyRelatedField(
         many=True, queryset=Run.objects.all(), required=False
@@ -52,6 +55,7 @@ class RunSerializer(serializers.ModelSerializer):
             "gpu_seconds",
             "parents",
             "datasets",
+            "training_sets",
             "artifacts",
             "created_at",
             "started_at",
@@ -67,6 +71,7 @@ class RunSerializer(serializers.ModelSerializer):
                 preset=validated_data.get("preset") or None,
                 datasets=validated_data.get("datasets", []),
                 parents=validated_data.get("parents", []),
+                training_sets=validated_data.get("training_sets", []),
                 user=self.context["request"].user,
                 name=validated_data.get("name", ""),
             )

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, TrainingSet
 from backend.runs.kinds import get_kind
 from backend.runs.models import Run
 
@@ -29,6 +29,7 @@ def launch_run(
     preset: str | None = None,
     datasets: Iterable[Dataset | int] = (),
     parents: Iterable[Run | int] = (),
+    training_sets: Iterable[TrainingSet | int] = (),
     user: Any = None,
     name: str = "",
 ) -> Run:
@@ -43,12 +44,13 @@ def launch_run(
     parsed = spec.parse_config(data)
     dataset_rows = _rows(Dataset, datasets, "datasets")
     parent_rows = _rows(Run, parents, "parents")
+    set_rows = _rows(TrainingSet, training_sets, "training_sets")
     for dataset in dataset_rows:
         if dataset.status != Dataset.Status.READY:
             raise ValidationError(
                 {"datasets": f"dataset {dataset.name!r} is {dataset.status}, not ready"}
             )
-    spec.check_inputs(dataset_rows, parent_rows)
+    spec.check_inputs(dataset_rows, parent_rows, set_rows)
     with transaction.atomic():
         run = Run.objects.create(
             kind=kind,
@@ -58,6 +60,7 @@ def launch_run(
         )
         run.datasets.set(dataset_rows)
         run.parents.set(parent_rows)
+        run.training_sets.set(set_rows)
         transaction.on_commit(lambda: enqueue(run))
     return run
 

@@ -61,16 +61,27 @@ def register_artifact(run: Run, name: str, kind: str, path: Path) -> Artifact:
 
 
 def training_images(run: Run, *, fsts: Any = None, diagnoses: Any = None) -> list[Image]:
-    """The real training images of the run's datasets; never an external-test dataset's."""
+    """The real training images of the run's datasets and training sets.
+
+    Only the train split (and images not split yet) is read, and never an image of a dataset
+    locked as an external test set: that raises ``PermissionError``.
+    """
     datasets = list(run.datasets.all())
-    locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
+    sets = list(run.training_sets.all())
+    locked = sorted(
+        {d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST}
+        | {d.name for s in sets for d in s.datasets.all() if d.role == Dataset.Role.EXTERNAL_TEST}
+    )
     if locked:
         raise PermissionError(
             f"datasets {locked} are locked as external test sets: no training job may read them"
         )
-    images = Image.objects.filter(
-        dataset__in=datasets, origin=Origin.REAL, fst__isnull=False
-    ).exclude(split__in=[Image.Split.VAL, Image.Split.TEST])
+    selected = Image.objects.filter(dataset__in=datasets)
+    for training_set in sets:
+        selected = selected | training_set.images()
+    images = selected.filter(origin=Origin.REAL, fst__isnull=False).exclude(
+        split__in=[Image.Split.VAL, Image.Split.TEST]
+    )
     if fsts is not None:
         images = images.filter(fst__in=list(fsts))
     if diagnoses is not None:

@@ -26,12 +26,15 @@ from validation.vocabulary import DIAGNOSES
 def reference_counts(run: Run, model_run: Run) -> dict[tuple[int, str], int]:
     """Real images per (FST, diagnosis) of the reference datasets.
 
-    The reference is the generate run's own datasets when it names any, else the datasets its
-    model was trained on (the lineage).
+    The reference is the generate run's own datasets and training sets when it names any,
+    else those its model was trained on (the lineage).
     """
-    datasets = list(run.datasets.all()) or list(model_run.datasets.all())
+    source = run if run.datasets.exists() or run.training_sets.exists() else model_run
+    selected = Image.objects.filter(dataset__in=source.datasets.all())
+    for training_set in source.training_sets.all():
+        selected = selected | training_set.images()
     rows = (
-        Image.objects.filter(dataset__in=datasets, origin=Origin.REAL, fst__isnull=False)
+        selected.filter(origin=Origin.REAL, fst__isnull=False)
         .values_list("fst", "diagnosis")
         .annotate(n=Count("id"))
     )

@@ -30,6 +30,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--parent", type=int, action="append", default=[], help="parent run id (repeat)"
         )
+        parser.add_argument(
+            "--training-set",
+            type=int,
+            action="append",
+            default=[],
+            help="input training set id (repeat)",
+        )
         parser.add_argument("--name", default="")
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
         parser.add_argument(
@@ -56,6 +63,7 @@ class Command(BaseCommand):
                 preset=options["preset"],
                 datasets=options["dataset"],
                 parents=options["parent"],
+                training_sets=options["training_set"],
                 name=options["name"],
             )
         except ValidationError as exc:
