@@ -6,6 +6,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from backend.accounts.access import data_viewer_required
+from backend.datasets.charts import fst_mix, ita_histogram
 from backend.datasets.models import Dataset, Image
 from validation.vocabulary import FST
 
@@ -59,7 +60,11 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if any(cell["images"] for cell in cells):
             grid.append({"fst": fst.roman, "cells": cells})
     tone = (dataset.generated_by.result or {}).get("tone") if dataset.generated_by else None
+    itas = [v for v in dataset.images.exclude(ita__isnull=True).values_list("ita", flat=True)]
     context = {
+        "fst_chart": fst_mix(dataset.counts.get("fst", {})),
+        "ita_chart": ita_histogram(itas),
+        "n_ita": len(itas),
         "dataset": dataset,
         "tone": tone_rows(tone),
         "table": dataset.count_table(),
