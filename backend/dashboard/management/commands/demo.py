@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backend.accounts.management.commands.create_demo_users import create_demo_users
 from backend.datasets.models import Dataset
 from backend.datasets.services import import_in_background
+from backend.datasets.splitting import split_dataset
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
 from backend.runs.services import cancel_run, launch_run
@@ -209,7 +210,7 @@ class Command(BaseCommand):
                 f"  site up at {base_url}/  (log in as ml-engineer or lead to watch the runs)"
             )
 
-        self._step("Import the phantom dataset (cpu queue)")
+        self._step("Import and split the phantom dataset (cpu queue)")
         dataset = self._import(phantom_dir)
 
         self._step("Train the FST x diagnosis conditional diffusion model (gpu queue; CPU here)")
@@ -297,6 +298,12 @@ class Command(BaseCommand):
             raise CommandError(f"import failed: {dataset.errors[:3]}")
         counts = ", ".join(f"{k}: {v}" for k, v in dataset.counts["fst"].items())
         self.stdout.write(f"  {dataset.image_count} images; per FST {counts}")
+        splits = split_dataset(dataset, level="patient", seed=0)
+        self.stdout.write(
+            "  split by patient, stratified by FST x diagnosis: "
+            + ", ".join(f"{name} {n}" for name, n in splits.items())
+            + " (training reads the train split only)"
+        )
         return dataset
 
     def _reuse_or_launch(self, kind: str, *, fresh: bool, **launch: Any) -> Run:
