@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,16 @@ class ImageFactory(factory.django.DjangoModelFactory):
         ).exists():  # pragma: no cover - guard for explicit files
             raise ValueError(f"file: {image.file} does not exist under MEDIA_ROOT")
         return image
+
+
+def dataset_with_cells(
+    fsts: Iterable[int] = range(1, 7),
+    diagnoses: Iterable[str] = ("nevus", "melanoma"),
+    **fields: Any,
+) -> Dataset:
+    """A ready dataset with one small image per FST x diagnosis cell."""
+    dataset = DatasetFactory(**fields)
+    for fst in fsts:
+        for diagnosis in diagnoses:
+            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
+    return dataset

@@ -47,7 +47,7 @@ def test_a_failed_import_exits_non_zero(tmp_path: Path) -> None:
 
 
 def test_unavailable_formats_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="--format: the ddi importer is not available yet"):
+    with pytest.raises(CommandError, match="--format: the generated importer is not available yet"):
         call_command(
-            "import_dataset", "--format", "ddi", "--metadata", "x.csv", "--images", str(tmp_path), "--name", "d",
+            "import_dataset", "--format", "generated", "--metadata", "x.csv", "--images", str(tmp_path), "--name", "d",
         )  # fmt: skip

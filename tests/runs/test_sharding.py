@@ -11,20 +11,12 @@ from backend.runs import sharding
 from backend.runs.execution import execute_run
 from backend.runs.models import Run, RunShard
 from backend.runs.services import cancel_run, launch_run
-from tests.datasets.factories import DatasetFactory, ImageFactory
+from tests.datasets.factories import dataset_with_cells
+from tests.runs.factories import TINY_TRAINING
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
-TINY = {
-    "image_size": 16,
-    "block_out_channels": [16, 32],
-    "diagnoses": ["nevus", "melanoma"],
-    "batch_size": 4,
-    "train_steps": 2,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "num_inference_steps": 2,
-}
+TINY = {**TINY_TRAINING, "batch_size": 4, "train_steps": 2, "checkpoint_every": 2}
 
 
 @pytest.fixture
@@ -41,10 +33,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
 @pytest.fixture
 def trained(sent: dict, settings: Any) -> Run:
     settings.COMPUTE_DEVICE = "cpu"
-    dataset = DatasetFactory()
-    for fst in range(1, 7):
-        for diagnosis in ("nevus", "melanoma"):
-            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
+    dataset = dataset_with_cells()
     run = launch_run(kind="train-conditional", config=TINY, datasets=[dataset])
     assert execute_run(run.pk, "trainer") == Run.Status.SUCCEEDED
     return run

@@ -11,7 +11,8 @@ import pytest
 from backend.runs.models import Run
 from backend.runs.services import launch_run
 from tests.conftest import WorkerProcess, wait_for
-from tests.datasets.factories import DatasetFactory, ImageFactory
+from tests.datasets.factories import dataset_with_cells
+from tests.runs.factories import TINY_TRAINING
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -38,21 +39,8 @@ def complete_checkpoints(run: Run) -> list[Path]:
 def test_a_sigkilled_training_is_redelivered_and_resumes_from_its_last_checkpoint(
     celery_worker_process: WorkerProcess,
 ) -> None:
-    dataset = DatasetFactory()
-    for fst in range(1, 7):
-        for diagnosis in ("nevus", "melanoma"):
-            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
-    config = {
-        "image_size": 16,
-        "block_out_channels": [16, 32],
-        "diagnoses": ["nevus", "melanoma"],
-        "batch_size": 8,
-        "train_steps": 300,
-        "checkpoint_every": 20,
-        "keep_checkpoints": 2,
-        "sample_every": 0,
-        "log_every": 5,
-    }
+    dataset = dataset_with_cells()
+    config = {**TINY_TRAINING, "train_steps": 300, "checkpoint_every": 20}
     run = launch_run(kind="train-conditional", config=config, datasets=[dataset])
 
     def checkpointed() -> bool:
@@ -98,14 +86,8 @@ def test_two_workers_share_the_shards_of_one_generation(
     from tests.conftest import start_worker, stop_worker
 
     settings.COMPUTE_DEVICE = "cpu"  # type: ignore[attr-defined]
-    dataset = DatasetFactory()
-    for fst in range(1, 7):
-        for diagnosis in ("nevus", "melanoma"):
-            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
-    tiny = {
-        "image_size": 16, "block_out_channels": [16, 32], "diagnoses": ["nevus", "melanoma"],
-        "batch_size": 4, "train_steps": 2, "checkpoint_every": 2, "sample_every": 0,
-    }  # fmt: skip
+    dataset = dataset_with_cells()
+    tiny = {**TINY_TRAINING, "batch_size": 4, "train_steps": 2, "checkpoint_every": 2}
     from unittest import mock
 
     with mock.patch("backend.runs.services.enqueue"):  # train here, in the test process
@@ -138,26 +120,6 @@ def test_two_workers_share_the_shards_of_one_generation(
     assert sorted(run.shards.values_list("items_done", flat=True)) == [8] * 6
 
 
-TINY_LONG = {
-    "image_size": 16,
-    "block_out_channels": [16, 32],
-    "diagnoses": ["nevus", "melanoma"],
-    "batch_size": 8,
-    "checkpoint_every": 10,
-    "keep_checkpoints": 2,
-    "sample_every": 0,
-    "log_every": 5,
-}
-
-
-def small_dataset():  # type: ignore[no-untyped-def]
-    dataset = DatasetFactory()
-    for fst in range(1, 7):
-        for diagnosis in ("nevus", "melanoma"):
-            ImageFactory(dataset=dataset, fst=fst, diagnosis=diagnosis)
-    return dataset
-
-
 def test_a_running_training_stops_within_a_minute_of_cancel_and_keeps_its_checkpoint(
     celery_worker_process: WorkerProcess,
 ) -> None:
@@ -167,8 +129,8 @@ def test_a_running_training_stops_within_a_minute_of_cancel_and_keeps_its_checkp
 
     run = launch_run(
         kind="train-conditional",
-        config={**TINY_LONG, "train_steps": 5000},
-        datasets=[small_dataset()],
+        config={**TINY_TRAINING, "train_steps": 5000},
+        datasets=[dataset_with_cells()],
     )
 
     def running() -> bool:
@@ -198,9 +160,9 @@ def test_launch_wait_json_completes_a_real_run_from_the_command_line(
     import subprocess
     import sys
 
-    dataset = small_dataset()
+    dataset = dataset_with_cells()
     config = tmp_path / "train.json"
-    config.write_text(json.dumps({**TINY_LONG, "train_steps": 4}))
+    config.write_text(json.dumps({**TINY_TRAINING, "train_steps": 4}))
     result = subprocess.run(
         [
             sys.executable,
@@ -253,8 +215,8 @@ def test_a_duplicate_delivery_under_a_short_visibility_timeout_does_the_work_onc
     try:
         run = launch_run(
             kind="train-conditional",
-            config={**TINY_LONG, "train_steps": 400},
-            datasets=[small_dataset()],
+            config={**TINY_TRAINING, "train_steps": 400},
+            datasets=[dataset_with_cells()],
         )
 
         def finished() -> Run | None:
