@@ -163,6 +163,23 @@ if not DEBUG:
 DATA_UPLOAD_MAX_NUMBER_FILES = 100
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
+# --- Dataset imports and uploads ------------------------------------------------------------
+# Zip uploads (admin and API) are checked against these limits before anything is extracted,
+# staged under UPLOAD_DIR/<uuid>/ (which workers must see, like MEDIA_ROOT) and removed once
+# their import has ended. See backend/datasets/uploads.py.
+UPLOAD_DIR: Path = env.path("FAIRDERM_UPLOAD_DIR", str(VAR_DIR / "uploads"))
+UPLOAD_MAX_BYTES: int = env.int("FAIRDERM_UPLOAD_MAX_BYTES", 5 * 1024**3, min_value=1)
+UPLOAD_MAX_FILES: int = env.int("FAIRDERM_UPLOAD_MAX_FILES", 100_000, min_value=1)
+UPLOAD_MAX_RATIO: int = env.int("FAIRDERM_UPLOAD_MAX_RATIO", 100, min_value=2)
+# Server folders that the admin and the API may import from (the CLI may read anything).
+# Without this list, a web account could make the server read any file it can reach.
+IMPORT_ROOTS: list[Path] = [
+    Path(_root).expanduser() if Path(_root).expanduser().is_absolute() else BASE_DIR / _root
+    for _root in env.list("FAIRDERM_IMPORT_ROOTS", [str(VAR_DIR)])
+]
+# Images with a side shorter than this are rejected on import.
+IMPORT_MIN_IMAGE_SIDE: int = env.int("FAIRDERM_IMPORT_MIN_IMAGE_SIDE", 16, min_value=1)
+
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

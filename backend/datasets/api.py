@@ -1,14 +1,64 @@
-from rest_framework import viewsets
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from backend.accounts.access import CanViewData
 from backend.datasets.models import Dataset, Image
-from backend.datasets.serializers import DatasetSerializer, ImageSerializer
+from backend.datasets.serializers import (
+    DatasetSerializer,
+    DatasetServerImportSerializer,
+    DatasetUploadSerializer,
+    ImageSerializer,
+)
 
 
 class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
+    """Datasets: list and read them; POST imports one in the background (ML engineers)."""
+
     queryset = Dataset.objects.all()
     serializer_class = DatasetSerializer
     permission_classes = [CanViewData]
+
+    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+        if self.action == "create":
+            if getattr(self, "swagger_fake_view", False):  # drf-spectacular building the schema
+                return DatasetUploadSerializer
+            if "archive" in self.request.data:
+                return DatasetUploadSerializer
+            return DatasetServerImportSerializer
+        return DatasetSerializer
+
+    @extend_schema(
+        summary="Import a dataset",
+        description=(
+            "Multipart with a zip (`archive`, and `metadata_file` unless the CSV is in the "
+            "zip), or JSON with server paths (`images_dir`, `metadata`) inside "
+            "FAIRDERM_IMPORT_ROOTS. The zip is checked before anything is extracted; the "
+            "import runs in the background: poll the dataset until its status leaves "
+            "`importing`. ML engineers only."
+        ),
+        request={
+            "multipart/form-data": DatasetUploadSerializer,
+            "application/json": DatasetServerImportSerializer,
+        },
+        responses={
+            202: DatasetSerializer,
+            400: OpenApiResponse(description="A field is invalid: the body names it."),
+            403: OpenApiResponse(description="Not an ML engineer."),
+        },
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        dataset = serializer.save()
+        data = DatasetSerializer(dataset, context=self.get_serializer_context()).data
+        location = self.reverse_action("detail", args=[dataset.pk])
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):
