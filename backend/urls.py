@@ -4,12 +4,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from backend.core_views import healthz
-from backend.datasets.api import DatasetViewSet, ImageViewSet
+from backend.datasets.api import DatasetViewSet, ImageViewSet, TrainingSetViewSet
 from backend.runs.api import RunViewSet
 
 router = DefaultRouter()
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("images", ImageViewSet, basename="image")
+router.register("training-sets", TrainingSetViewSet, basename="training-set")
 router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [

@@ -9,8 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from backend.accounts.roles import can_launch
-from backend.datasets.forms import DatasetImportForm
-from backend.datasets.models import Dataset, Image
+from backend.datasets.forms import DatasetImportForm, TrainingSetForm
+from backend.datasets.models import Dataset, Image, TrainingSet
 
 
 @admin.register(Dataset)
@@ -86,3 +86,20 @@ class ImageAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_select_related = ["dataset"]
+
+
+@admin.register(TrainingSet)
+class TrainingSetAdmin(admin.ModelAdmin):
+    form = TrainingSetForm
+    list_display = ["name", "image_count", "created_by", "created_at"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["datasets"]
+
+    @admin.display(description="images")
+    def image_count(self, obj: TrainingSet) -> int:
+        return obj.images().count()
+
+    def save_model(self, request: Any, obj: TrainingSet, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -3,17 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from backend.accounts.access import CanViewData
-from backend.datasets.models import Dataset, Image
+from backend.datasets.models import Dataset, Image, TrainingSet
 from backend.datasets.serializers import (
     DatasetSerializer,
     DatasetServerImportSerializer,
     DatasetUploadSerializer,
     ImageSerializer,
+    TrainingSetSerializer,
 )
 
 
@@ -71,3 +72,14 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         if dataset and dataset.isdigit():
             queryset = queryset.filter(dataset_id=int(dataset))
         return queryset
+
+
+class TrainingSetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Saved selections of images across datasets; POST creates one (ML engineers)."""
+
+    queryset = TrainingSet.objects.prefetch_related("datasets")
+    serializer_class = TrainingSetSerializer
+    permission_classes = [CanViewData]
+
+    def perform_create(self, serializer: TrainingSetSerializer) -> None:
+        serializer.save(created_by=self.request.user)

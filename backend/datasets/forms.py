@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from backend.datasets.formats import READERS
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, TrainingSet
 from backend.datasets.services import (
     check_server_paths,
     import_roots,
@@ -118,3 +118,18 @@ class DatasetImportForm(forms.Form):
         except ValidationError as exc:
             self._add_service_errors(exc)
             return None
+
+
+class TrainingSetForm(forms.ModelForm):
+    """Admin form for training sets: a locked external test set is refused as a form error."""
+
+    class Meta:
+        model = TrainingSet
+        fields = ["name", "description", "datasets", "fsts", "diagnoses", "origins", "splits"]
+
+    def clean_datasets(self) -> Any:
+        datasets = self.cleaned_data["datasets"]
+        locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
+        if locked:
+            raise forms.ValidationError(f"{', '.join(locked)} is locked as an external test set")
+        return datasets

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backend.datasets.forms import format_choices
-from backend.datasets.models import Dataset, Image
+from backend.datasets.models import Dataset, Image, TrainingSet
 from backend.datasets.services import (
     import_server_folder_in_background,
     import_upload_in_background,
@@ -151,3 +151,43 @@ class DatasetServerImportSerializer(_ImportFields):
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
+
+
+class TrainingSetSerializer(serializers.ModelSerializer):
+    datasets = serializers.PrimaryKeyRelatedField(many=True, queryset=Dataset.objects.all())
+    image_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingSet
+        fields = [
+            "id",
+            "name",
+            "description",
+            "datasets",
+            "fsts",
+            "diagnoses",
+            "origins",
+            "splits",
+            "image_count",
+            "created_at",
+        ]
+        read_only_fields = ["id", "image_count", "created_at"]
+
+    def get_image_count(self, obj: TrainingSet) -> int:
+        return obj.images().count()
+
+    def validate_datasets(self, datasets: list[Dataset]) -> list[Dataset]:
+        locked = [d.name for d in datasets if d.role == Dataset.Role.EXTERNAL_TEST]
+        if locked:
+            raise serializers.ValidationError(
+                f"{', '.join(locked)} is locked as an external test set"
+            )
+        return datasets
+
+    def validate(self, attrs: dict) -> dict:
+        probe = TrainingSet(**{k: v for k, v in attrs.items() if k != "datasets"})
+        try:
+            probe.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs

@@ -86,3 +86,60 @@ def test_filters_are_validated() -> None:
     with pytest.raises(ValidationError) as excinfo:
         selection.full_clean()
     assert set(excinfo.value.message_dict) == {"fsts", "diagnoses", "origins", "splits"}
+
+
+def _client(user: Any) -> Any:
+    from django.test import Client
+
+    from tests.accounts.factories import PASSWORD
+
+    client = Client()
+    client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def test_the_api_creates_training_sets_for_ml_engineers_only(
+    two_sources: tuple[Dataset, Dataset], ml_engineer: Any, lead: Any
+) -> None:
+    payload = {"name": "dark", "datasets": [d.pk for d in two_sources], "fsts": [5, 6]}
+    assert (
+        _client(lead)
+        .post("/api/training-sets/", payload, content_type="application/json")
+        .status_code
+        == 403
+    )
+    response = _client(ml_engineer).post(
+        "/api/training-sets/", payload, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["image_count"] == 8
+    assert TrainingSet.objects.get(name="dark").created_by == ml_engineer
+    assert _client(lead).get("/api/training-sets/").json()["results"][0]["name"] == "dark"
+    ddi = DatasetFactory(name="ddi-api", role=Dataset.Role.EXTERNAL_TEST)
+    bad = _client(ml_engineer).post(
+        "/api/training-sets/",
+        {"name": "x", "datasets": [ddi.pk], "fsts": [9]},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+    assert "locked" in bad.json()["datasets"][0]
+
+
+def test_the_admin_refuses_a_locked_dataset_in_a_training_set(ml_engineer: Any) -> None:
+    ml_engineer.is_superuser = True
+    ml_engineer.save()
+    ddi = DatasetFactory(name="ddi-admin", role=Dataset.Role.EXTERNAL_TEST)
+    response = _client(ml_engineer).post(
+        "/admin/datasets/trainingset/add/",
+        {
+            "name": "mixed",
+            "datasets": [ddi.pk],
+            "fsts": "[]",
+            "diagnoses": "[]",
+            "origins": "[]",
+            "splits": "[]",
+        },
+    )
+    assert response.status_code == 200
+    assert "is locked as an external test set" in response.content.decode()
+    assert not TrainingSet.objects.exists()
