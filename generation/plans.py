@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from generation.phantom.allocation import largest_remainder
+from validation.checks import check_float, check_int
 from validation.vocabulary import FST
 from validation.vocabulary import diagnosis as lookup_diagnosis
 
@@ -318,11 +319,11 @@ class GenerationConfig:
             ("tone_retries", 0, 20),
             ("shards", 1, 1024),
         ):
-            _check_int(name, getattr(self, name), low, high)
+            check_int(name, getattr(self, name), low, high)
         if self.tone_tolerance is not None:
-            _check_int("tone_tolerance", self.tone_tolerance, 0, 5)
-        _check_number("guidance_scale", self.guidance_scale, 0.0, 30.0)
-        _check_number("share", self.share, 0.0, 1.0)
+            check_int("tone_tolerance", self.tone_tolerance, 0, 5)
+        check_float("guidance_scale", self.guidance_scale, 0.0, 30.0)
+        check_float("share", self.share, 0.0, 1.0)
         if self.rule == "fst_share" and not 0.0 < self.share < 1.0:
             raise ValueError(f"share: {self.share!r} is not strictly between 0 and 1")
         if self.sampler not in GENERATION_SAMPLERS:
@@ -378,17 +379,3 @@ class GenerationConfig:
         if not any(counts.values()):
             return []
         return plan_from_counts(counts, self.seed)
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name}: {value!r} is not an integer in {low}..{high}")
-
-
-def _check_number(name: str, value: object, low: float, high: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not low <= float(value) <= high
-    ):
-        raise ValueError(f"{name}: {value!r} is not a number in {low}..{high}")

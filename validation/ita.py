@@ -67,7 +67,6 @@ The estimator is pure numpy/scipy/PIL and takes a few milliseconds for a 64 x 64
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +77,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
+from validation.checks import check_float as _check_float
+from validation.checks import check_int as _check_int
 from validation.skin import DEFAULT_THRESHOLDS, ItaThresholds, ita_degrees, srgb_to_lab
 from validation.vocabulary import FST
 
@@ -87,24 +88,6 @@ ImageInput: TypeAlias = Image.Image | NDArray[Any]
 ImageSource: TypeAlias = Image.Image | NDArray[Any] | str | os.PathLike[str]
 
 STATISTICS: tuple[str, ...] = ("median", "trimmed_mean")
-
-
-def _check_float(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{name}: must be between {low:g} and {high:g}, got {value!r}")
-    return number
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}: must be an integer, got {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise ValueError(f"{name}: must be between {low} and {high}, got {number}")
-    return number
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from validation.checks import check_float as _check_float
+from validation.checks import check_int as _check_int
 from validation.vocabulary import FST, diagnosis
 
 #: Bumped whenever a change to the generator changes the pixels or the ground truth of any
@@ -32,24 +34,6 @@ MAX_COUNT = 1_000_000
 MAX_SEED = 2**63 - 1
 #: Smallest non-zero share of a category in a mix (keeps the stable allocation fast).
 MIN_WEIGHT = 0.001
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}: must be an integer, got {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise ValueError(f"{name}: must be between {low} and {high}, got {number}")
-    return number
-
-
-def _check_float(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{name}: must be between {low:g} and {high:g}, got {value!r}")
-    return number
 
 
 def _normalise_weights(name: str, weights: dict[Any, float]) -> dict[Any, float]:
