@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +155,56 @@ def _extras(raw: Row, used: Iterable[str]) -> dict[str, Any]:
     }
 
 
+HAM10000_COLUMNS = frozenset(
+    {"lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset"}
+)
+ISIC2019_COLUMNS = frozenset({"image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"})
+FITZPATRICK17K_COLUMNS = frozenset(
+    {
+        "md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label",
+        "three_partition_label", "qc", "url", "url_alphanum",
+    }
+)  # fmt: skip
+DDI_COLUMNS = frozenset({"DDI_ID", "DDI_file", "skin_tone", "malignant", "disease"})
+PAD_UFES_20_COLUMNS = frozenset(
+    {
+        "patient_id", "lesion_id", "smoke", "drink", "background_father", "background_mother", "age",
+        "pesticide", "gender", "skin_cancer_history", "cancer_history", "has_piped_water",
+        "has_sewage_system", "fitspatrick", "region", "diameter_1", "diameter_2", "diagnostic", "itch",
+        "grew", "hurt", "changed", "bleed", "elevation", "img_id", "biopsed",
+    }
+)  # fmt: skip
+"""The published metadata columns of each public dataset (other columns earn a warning)."""
+
+
 def _collect(
     metadata: Path,
     rows: list[dict[str, str]],
     parse: Callable[[int, Row], ImportRow],
     errors: list[RowError],
+    published: Collection[str] | None = None,
 ) -> tuple[list[ImportRow], list[RowError]]:
-    """Run ``parse`` on every data row (numbered from 1), turning ``BadValue`` into errors."""
+    """Run ``parse`` on every data row (numbered from 1), turning ``BadValue`` into errors.
+
+    With ``published`` (the format's published columns), columns the format does not have
+    are reported as a warning: they are kept as ground truth, but they often mean the wrong
+    ``--format`` was chosen.
+    """
+    extra = (
+        [name for name in (rows[0] if rows else {}) if name and name not in published]
+        if published
+        else []
+    )
+    if extra:
+        errors.append(
+            RowError(
+                metadata.name,
+                0,
+                ", ".join(extra),
+                "column(s) not in this format's published layout; kept as ground truth (check --format)",
+                level="warning",
+            )
+        )
     result: list[ImportRow] = []
     for number, raw in enumerate(rows, start=1):
         try:
@@ -342,7 +385,7 @@ def read_ham10000(metadata: Path, images_dir: Path) -> tuple[list[ImportRow], li
             provenance=_provenance(Dataset.Format.HAM10000, metadata, source, images_dir),
         )
 
-    return _collect(metadata, rows, parse, errors)
+    return _collect(metadata, rows, parse, errors, published=HAM10000_COLUMNS)
 
 
 # --- ISIC 2019 -------------------------------------------------------------------------------
@@ -418,7 +461,7 @@ def read_isic2019(metadata: Path, images_dir: Path) -> tuple[list[ImportRow], li
             provenance=_provenance(Dataset.Format.ISIC2019, metadata, source, images_dir),
         )
 
-    return _collect(metadata, rows, parse, errors)
+    return _collect(metadata, rows, parse, errors, published=ISIC2019_COLUMNS)
 
 
 # --- Fitzpatrick17k --------------------------------------------------------------------------
@@ -483,7 +526,7 @@ def read_fitzpatrick17k(metadata: Path, images_dir: Path) -> tuple[list[ImportRo
             provenance=provenance,
         )
 
-    return _collect(metadata, rows, parse, errors)
+    return _collect(metadata, rows, parse, errors, published=FITZPATRICK17K_COLUMNS)
 
 
 # --- DDI -------------------------------------------------------------------------------------
@@ -538,7 +581,7 @@ def read_ddi(metadata: Path, images_dir: Path) -> tuple[list[ImportRow], list[Ro
             provenance=_provenance(Dataset.Format.DDI, metadata, source, images_dir),
         )
 
-    return _collect(metadata, rows, parse, errors)
+    return _collect(metadata, rows, parse, errors, published=DDI_COLUMNS)
 
 
 # --- PAD-UFES-20 -----------------------------------------------------------------------------
@@ -581,7 +624,7 @@ def read_pad_ufes_20(metadata: Path, images_dir: Path) -> tuple[list[ImportRow],
             provenance=_provenance(Dataset.Format.PAD_UFES_20, metadata, source, images_dir),
         )
 
-    return _collect(metadata, rows, parse, errors)
+    return _collect(metadata, rows, parse, errors, published=PAD_UFES_20_COLUMNS)
 
 
 # --- Generic CSV -----------------------------------------------------------------------------

@@ -460,10 +460,11 @@ def run_import(dataset_pk: int, metadata: str | Path, images_dir: str | Path) ->
             raise ImportFailed([RowError(str(images_dir), None, None, "images folder not found")])
         images_root = images_dir.resolve()
         roots = {str(images_root), os.path.abspath(images_dir)}
-        rows, rejected = reader(metadata, images_dir)
+        rows, problems = reader(metadata, images_dir)
+        rejected = [p for p in problems if p.level != "warning"]
         seen: set[str] = set()
         first_with_bytes: dict[str, ImportRow] = {}
-        warnings_: list[dict[str, Any]] = []
+        warnings_: list[dict[str, Any]] = [warning(p) for p in problems if p.level == "warning"]
         images: list[Image] = []
         for row in rows:
             if row.image_id in seen:

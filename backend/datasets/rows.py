@@ -31,6 +31,8 @@ class RowError:
     row: int | None  # 1-based data row (the header is row 0); None for whole-file problems
     field: str | None
     reason: str
+    #: "warning": reported, but the row (or file) is still imported.
+    level: str = "error"
 
     def __str__(self) -> str:
         where = [self.file]

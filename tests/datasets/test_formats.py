@@ -161,6 +161,22 @@ def test_ham10000_rejects_bad_rows_and_keeps_the_good_ones(tmp_path: Path) -> No
 
 
 @pytest.mark.django_db
+def test_columns_outside_the_published_layout_are_kept_with_a_warning(tmp_path: Path) -> None:
+    header = [*HAM_HEADER, "clinic"]
+    rows = [[*ham_row(i, "nv"), "north"] for i in range(2)]
+    metadata = write_csv(tmp_path / "HAM10000_metadata.csv", header, rows)
+    for i in range(2):
+        write_image(tmp_path / "images" / f"ISIC_{i:07d}.jpg", fst=(2, 5)[i])
+    summary = run(tmp_path, "ham10000", metadata, tmp_path / "images")
+    assert (summary.status, summary.imported, summary.rejected) == ("ready", 2, [])
+    assert [(w["file"], w["row"], w["field"]) for w in summary.warnings] == [
+        ("HAM10000_metadata.csv", 0, "clinic")
+    ]
+    assert "not in this format's published layout" in summary.warnings[0]["reason"]
+    assert all(image.ground_truth["clinic"] == "north" for image in images_of("ham10000").values())
+
+
+@pytest.mark.django_db
 def test_ham10000_without_its_required_columns_fails(tmp_path: Path) -> None:
     header = ["lesion_id", "image_id", "dx_type", "age"]
     metadata = write_csv(tmp_path / "HAM10000_metadata.csv", header, [["L", "I", "histo", "3"]])
