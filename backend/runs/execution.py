@@ -12,7 +12,6 @@ worker that lost its lease cannot overwrite the outcome of the one that took ove
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import traceback
@@ -269,23 +268,9 @@ def claim_run(run_pk: int, worker_host: str) -> uuid.UUID | None:
             run.finished_at = now
             run.save(update_fields=["status", "error", "finished_at"])
             return None
-        token = uuid.uuid4()
         run.status = Run.Status.RUNNING
-        run.attempts += 1
-        run.lease_token = token
-        run.heartbeat_at = now
-        run.worker_host = worker_host or socket.gethostname()
-        run.started_at = run.started_at or now
-        run.save(
-            update_fields=[
-                "status",
-                "attempts",
-                "lease_token",
-                "heartbeat_at",
-                "worker_host",
-                "started_at",
-            ]
-        )
+        token = run.grant_lease(worker_host, now)
+        run.save(update_fields=list(Run.LEASE_FIELDS))
     return token
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -10,7 +12,43 @@ from django.db import models
 from django.urls import reverse
 
 
-class Run(models.Model):
+class Leased(models.Model):
+    """A unit of work one worker holds at a time: a lease renewed by heartbeats, and attempts.
+
+    The row is the source of truth; a worker writes to it only while its ``lease_token``
+    matches (backend/runs/execution.py).
+    """
+
+    worker_host = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_token = models.UUIDField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def grant_lease(self, worker_host: str, now: datetime) -> uuid.UUID:
+        """Give this row to ``worker_host`` (the caller saves it under its row lock)."""
+        self.lease_token = uuid.uuid4()
+        self.attempts += 1
+        self.heartbeat_at = now
+        self.worker_host = worker_host or socket.gethostname()
+        self.started_at = self.started_at or now
+        return self.lease_token
+
+    LEASE_FIELDS = (
+        "status",
+        "attempts",
+        "lease_token",
+        "heartbeat_at",
+        "worker_host",
+        "started_at",
+    )
+
+
+class Run(Leased):
     class Kind(models.TextChoices):
         TRAIN_CONDITIONAL = "train-conditional", "Train conditional diffusion"
         TRAIN_LORA = "train-lora", "Train Stable Diffusion LoRA"
@@ -55,11 +93,7 @@ class Run(models.Model):
     error = models.TextField(blank=True)
 
     # Execution bookkeeping: which worker holds the run, for how long, how often it started.
-    worker_host = models.CharField(max_length=255, blank=True)
     device = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    lease_token = models.UUIDField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     gpu_seconds = models.FloatField(default=0.0)
     peak_gpu_memory_mb = models.FloatField(
         null=True, blank=True, help_text="Peak allocated GPU memory."
@@ -74,8 +108,6 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -146,7 +178,7 @@ class Artifact(models.Model):
         return Path(settings.ARTIFACTS_ROOT) / self.path
 
 
-class RunShard(models.Model):
+class RunShard(Leased):
     """One slice of a run's work that any free worker can take (e.g. every n-th image of a plan).
 
     A shard has its own lease and heartbeat, like a run; the run stays ``running`` until the
@@ -165,15 +197,9 @@ class RunShard(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="shards")
     index = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    lease_token = models.UUIDField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker_host = models.CharField(max_length=255, blank=True)
     items_done = models.PositiveIntegerField(default=0)
     items_total = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "index"]

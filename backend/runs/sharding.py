@@ -105,21 +105,9 @@ def claim_shard(shard_pk: int, worker_host: str) -> uuid.UUID | None:
             shard.error = f"gave up after {shard.attempts} attempts"
             shard.save(update_fields=["status", "finished_at", "error"])
             return None
-        token = uuid.uuid4()
-        shard.status, shard.lease_token, shard.heartbeat_at = RunShard.Status.RUNNING, token, now
-        shard.attempts += 1
-        shard.worker_host = worker_host or socket.gethostname()
-        shard.started_at = shard.started_at or now
-        shard.save(
-            update_fields=[
-                "status",
-                "lease_token",
-                "heartbeat_at",
-                "attempts",
-                "worker_host",
-                "started_at",
-            ]
-        )
+        shard.status = RunShard.Status.RUNNING
+        token = shard.grant_lease(worker_host, now)
+        shard.save(update_fields=list(RunShard.LEASE_FIELDS))
     return token
 
 
