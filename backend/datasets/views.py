@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from backend.accounts.access import data_viewer_required
 from backend.datasets.charts import fst_mix, ita_histogram
 from backend.datasets.models import Dataset, Image
+from backend.http import private_file
 from validation.vocabulary import FST
 
 #: Images shown per FST x diagnosis cell on a dataset page.
@@ -78,12 +79,5 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @data_viewer_required
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     image = get_image_for_user(request, pk)
-    try:
-        handle = open(image.path, "rb")  # FileResponse closes it
-    except FileNotFoundError:
-        raise Http404 from None
-    response = FileResponse(
-        handle, content_type="image/png" if image.file.endswith(".png") else "image/jpeg"
-    )
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    content_type = "image/png" if image.file.endswith(".png") else "image/jpeg"
+    return private_file(image.path, content_type, "private, max-age=3600")

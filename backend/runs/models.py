@@ -29,10 +29,16 @@ class Leased(models.Model):
     class Meta:
         abstract = True
 
-    def grant_lease(self, worker_host: str, now: datetime) -> uuid.UUID:
-        """Give this row to ``worker_host`` (the caller saves it under its row lock)."""
+    def grant_lease(
+        self, worker_host: str, now: datetime, *, new_attempt: bool = True
+    ) -> uuid.UUID:
+        """Give this row to ``worker_host`` (the caller saves it under its row lock).
+
+        ``new_attempt=False`` takes the lease without counting an attempt (gathering the
+        results of a run's shards is not a retry of the run).
+        """
         self.lease_token = uuid.uuid4()
-        self.attempts += 1
+        self.attempts += 1 if new_attempt else 0
         self.heartbeat_at = now
         self.worker_host = worker_host or socket.gethostname()
         self.started_at = self.started_at or now

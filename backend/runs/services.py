@@ -22,6 +22,16 @@ def enqueue(run: Run) -> None:
     task.apply_async(kwargs={"run_pk": run.pk})
 
 
+def resolve_config(
+    kind: str, config: Mapping[str, Any] | None = None, preset: str | None = None
+) -> Any:
+    """The kind's validated config: ``config`` merged over ``preset`` (keys in ``config`` win)."""
+    spec = get_kind(kind)
+    data: dict[str, Any] = spec.preset(preset).to_dict() if preset else {}
+    data.update(dict(config or {}))
+    return spec.parse_config(data)
+
+
 def launch_run(
     *,
     kind: str,
@@ -39,9 +49,7 @@ def launch_run(
     preset (keys in ``config`` win). Raises ``ValidationError`` naming the bad field.
     """
     spec = get_kind(kind)
-    data: dict[str, Any] = spec.preset(preset).to_dict() if preset else {}
-    data.update(dict(config or {}))
-    parsed = spec.parse_config(data)
+    parsed = resolve_config(kind, config, preset)
     dataset_rows = _rows(Dataset, datasets, "datasets")
     parent_rows = _rows(Run, parents, "parents")
     set_rows = _rows(TrainingSet, training_sets, "training_sets")

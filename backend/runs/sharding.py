@@ -13,7 +13,6 @@ write the same image twice, and a retried shard skips the images already on disk
 from __future__ import annotations
 
 import logging
-import socket
 import traceback
 import uuid
 from datetime import timedelta
@@ -173,10 +172,8 @@ def finalize_if_done(run_pk: int, worker_host: str = "") -> str | None:
             return None
         if not run.shards.exists() or run.shards.exclude(status__in=RunShard.FINISHED).exists():
             return None
-        token = uuid.uuid4()
-        run.lease_token, run.heartbeat_at = token, timezone.now()
-        run.worker_host = worker_host or socket.gethostname()
-        run.save(update_fields=["lease_token", "heartbeat_at", "worker_host"])
+        token = run.grant_lease(worker_host, timezone.now(), new_attempt=False)
+        run.save(update_fields=list(Run.LEASE_FIELDS))
     spec = get_kind(run.kind)
     return run_under_lease(
         run,

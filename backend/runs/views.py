@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from backend.accounts.access import data_viewer_required, launcher_required
+from backend.http import private_file
 from backend.runs.compare import diff_rows, loss_polylines, summary
 from backend.runs.models import Run
 from backend.runs.services import cancel_run
@@ -121,14 +122,9 @@ def run_sample(request: HttpRequest, pk: int) -> FileResponse:
     run = get_run_for_user(request, pk)
     if not run.latest_sample:
         raise Http404
-    path = settings.ARTIFACTS_ROOT / run.latest_sample
-    try:
-        handle = open(path, "rb")  # FileResponse closes it
-    except FileNotFoundError:
-        raise Http404 from None
-    response = FileResponse(handle, content_type="image/png")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return private_file(
+        settings.ARTIFACTS_ROOT / run.latest_sample, "image/png", "private, no-store"
+    )
 
 
 @require_POST

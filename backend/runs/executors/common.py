@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.models import Artifact, Run
@@ -60,6 +61,14 @@ def register_artifact(run: Run, name: str, kind: str, path: Path) -> Artifact:
     return artifact
 
 
+def input_images(run: Run) -> QuerySet[Image]:
+    """Every image of the run's datasets and training sets, before any filter."""
+    selected = Image.objects.filter(dataset__in=run.datasets.all())
+    for training_set in run.training_sets.all():
+        selected = selected | training_set.images()
+    return selected
+
+
 def training_images(run: Run, *, fsts: Any = None, diagnoses: Any = None) -> list[Image]:
     """The real training images of the run's datasets and training sets.
 
@@ -76,11 +85,10 @@ def training_images(run: Run, *, fsts: Any = None, diagnoses: Any = None) -> lis
         raise PermissionError(
             f"datasets {locked} are locked as external test sets: no training job may read them"
         )
-    selected = Image.objects.filter(dataset__in=datasets)
-    for training_set in sets:
-        selected = selected | training_set.images()
-    images = selected.filter(origin=Origin.REAL, fst__isnull=False).exclude(
-        split__in=[Image.Split.VAL, Image.Split.TEST]
+    images = (
+        input_images(run)
+        .filter(origin=Origin.REAL, fst__isnull=False)
+        .exclude(split__in=[Image.Split.VAL, Image.Split.TEST])
     )
     if fsts is not None:
         images = images.filter(fst__in=list(fsts))

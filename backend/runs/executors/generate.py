@@ -13,7 +13,7 @@ from django.db.models import Count
 
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.execution import RunContext
-from backend.runs.executors.common import code_version
+from backend.runs.executors.common import code_version, input_images
 from backend.runs.models import Run
 from generation.conditional import ConditionalPipelineSampler
 from generation.generate import GeneratedImage, generate_images, package_versions
@@ -30,11 +30,9 @@ def reference_counts(run: Run, model_run: Run) -> dict[tuple[int, str], int]:
     else those its model was trained on (the lineage).
     """
     source = run if run.datasets.exists() or run.training_sets.exists() else model_run
-    selected = Image.objects.filter(dataset__in=source.datasets.all())
-    for training_set in source.training_sets.all():
-        selected = selected | training_set.images()
     rows = (
-        selected.filter(origin=Origin.REAL, fst__isnull=False)
+        input_images(source)
+        .filter(origin=Origin.REAL, fst__isnull=False)
         .values_list("fst", "diagnosis")
         .annotate(n=Count("id"))
     )

@@ -30,7 +30,7 @@ from backend.datasets.services import import_in_background
 from backend.datasets.splitting import split_dataset
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
-from backend.runs.services import cancel_run, launch_run
+from backend.runs.services import cancel_run, launch_run, resolve_config
 
 PHANTOM_DATASET = "phantom-demo"
 
@@ -307,12 +307,7 @@ class Command(BaseCommand):
         return dataset
 
     def _reuse_or_launch(self, kind: str, *, fresh: bool, **launch: Any) -> Run:
-        from backend.runs.kinds import get_kind
-
-        spec = get_kind(kind)
-        data = spec.preset(launch["preset"]).to_dict() if launch.get("preset") else {}
-        data.update(launch.get("config") or {})
-        config = spec.parse_config(data).to_dict()
+        config = resolve_config(kind, launch.get("config"), launch.get("preset")).to_dict()
         if not fresh:
             for run in Run.objects.filter(kind=kind, status=Run.Status.SUCCEEDED, config=config):
                 same_inputs = set(run.datasets.all()) == set(launch.get("datasets", [])) and set(
