@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from backend.env import Env
 
@@ -134,8 +135,48 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT: Path = env.path("STATIC_ROOT", str(VAR_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Files: one storage layer (backend/storage.py) --------------------------------------------
+# Code reads and writes files on local disk under MEDIA_ROOT (images) and ARTIFACTS_ROOT (run
+# folders); the "media" and "artifacts" storages are where they are kept for every machine.
+#   local  the local roots are the storage: one machine, or a shared volume mounted at the
+#          same path on every machine (FileSystemStorage; nothing is copied).
+#   s3     an S3-compatible bucket (django-storages) keeps media/ and artifacts/; the local
+#          roots are each machine's cache, filled on demand and uploaded after every write.
+FILE_STORAGE: str = env.choice("FAIRDERM_STORAGE", ["local", "s3"], "local")
+if FILE_STORAGE == "s3":
+    _s3 = {
+        "bucket_name": env.str("FAIRDERM_S3_BUCKET"),
+        "endpoint_url": env.str("FAIRDERM_S3_ENDPOINT_URL", "") or None,
+        "region_name": env.str("FAIRDERM_S3_REGION", "") or None,
+        "access_key": env.secret("FAIRDERM_S3_ACCESS_KEY_ID", "") or None,
+        "secret_key": env.secret("FAIRDERM_S3_SECRET_ACCESS_KEY", "") or None,
+        "file_overwrite": True,  # names are chosen by the code (content hashes, run folders)
+        "default_acl": None,
+        "querystring_auth": True,  # files are served by views that check permissions
+    }
+    _prefix = env.str("FAIRDERM_S3_PREFIX", "").strip("/")
+    _media: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**_s3, "location": f"{_prefix}/media".lstrip("/")},
+    }
+    _artifacts: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**_s3, "location": f"{_prefix}/artifacts".lstrip("/")},
+    }
+else:
+    _media = {
+        "BACKEND": "backend.storage.LocalRootStorage",
+        "OPTIONS": {"root_setting": "MEDIA_ROOT"},
+    }
+    _artifacts = {
+        "BACKEND": "backend.storage.LocalRootStorage",
+        "OPTIONS": {"root_setting": "ARTIFACTS_ROOT"},
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _media,
+    "media": _media,
+    "artifacts": _artifacts,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

@@ -37,6 +37,7 @@ import PIL.ImageOps
 from django.conf import settings
 from django.db import transaction
 
+from backend import storage
 from backend.datasets.formats import READERS
 from backend.datasets.models import Dataset, Image
 from backend.datasets.rows import ImportFailed, ImportRow, RowError
@@ -44,6 +45,8 @@ from backend.datasets.uploads import (
     UploadRejected,
     discard_staging,
     extract_staged,
+    fetch_staged,
+    resolve_reference,
     staging_folder_for,
 )
 from validation.files import atomic_write_bytes, sha256_bytes
@@ -323,9 +326,13 @@ def store_image_bytes(data: bytes, extension: str) -> tuple[str, str, bool]:
     digest = sha256_bytes(data)
     relative = f"{IMAGE_SUBDIR}/{digest[:2]}/{digest}{extension}"
     target = Path(settings.MEDIA_ROOT) / relative
+    mirror = storage.media()
     if target.exists():
+        if mirror.remote and not mirror.exists(relative):
+            mirror.publish(target)  # written here earlier but never uploaded (a crash between)
         return digest, relative, False
     atomic_write_bytes(target, data)
+    mirror.publish(target)
     return digest, relative, True
 
 
@@ -334,6 +341,7 @@ def remove_unreferenced(relative_paths: Iterable[str]) -> None:
     for relative in relative_paths:
         if not Image.objects.filter(file=relative).exists():
             (Path(settings.MEDIA_ROOT) / relative).unlink(missing_ok=True)
+            storage.media().delete(relative)
 
 
 #: Extensions counted as images when looking for files that no row uses.
@@ -428,7 +436,7 @@ def run_import(dataset_pk: int, metadata: str | Path, images_dir: str | Path) ->
     A dataset that is no longer ``importing`` (a task delivered twice) is left as it is.
     """
     dataset = Dataset.objects.get(pk=dataset_pk)
-    metadata, images_dir = Path(metadata), Path(images_dir)
+    metadata, images_dir = resolve_reference(metadata), resolve_reference(images_dir)
     staging = staging_folder_for(images_dir)
     created_files: list[str] = []
     rejected: list[RowError] = []
@@ -451,6 +459,7 @@ def run_import(dataset_pk: int, metadata: str | Path, images_dir: str | Path) ->
             )
         if staging is not None:
             try:
+                fetch_staged(staging)
                 extract_staged(staging)
             except UploadRejected as exc:
                 raise ImportFailed(

@@ -215,7 +215,14 @@ class Image(models.Model):
 
     @property
     def path(self) -> Path:
+        """Where the file is on this machine's disk (it may still have to be fetched)."""
         return Path(settings.MEDIA_ROOT) / self.file
+
+    def fetch(self) -> Path:
+        """The local path of the file, downloaded and sha256-checked first when kept remotely."""
+        from backend.storage import media
+
+        return media().fetch(self.file, sha256=self.sha256 or None)
 
     def get_file_url(self) -> str:
         return reverse("datasets:image-file", args=[self.pk])

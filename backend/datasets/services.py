@@ -23,7 +23,12 @@ from django.db import transaction
 from backend.datasets.formats import READERS
 from backend.datasets.importing import ImportSummary, run_import
 from backend.datasets.models import Dataset, Origin
-from backend.datasets.uploads import discard_staging, mark_staging, stage_upload
+from backend.datasets.uploads import (
+    discard_staging,
+    mark_staging,
+    stage_upload,
+    staged_reference,
+)
 
 
 def validate_import_request(*, name: str, format: str, role: str) -> None:
@@ -193,8 +198,8 @@ def import_upload_in_background(
         dataset = import_in_background(
             name=name,
             format=format,
-            metadata=staged.metadata,
-            images_dir=staged.images_dir,
+            metadata=staged_reference(staged.metadata),
+            images_dir=staged_reference(staged.images_dir),
             role=role,
             user=user,
             source=staged.source,

@@ -27,6 +27,7 @@ Where the CSV's image paths point: a CSV inside the zip is read relative to its 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -43,6 +44,10 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from backend import storage
+
+logger = logging.getLogger(__name__)
 
 ARCHIVE_NAME = "upload.zip"
 FILES_DIR = "files"
@@ -403,6 +408,9 @@ def stage_upload(archive: Any, metadata_file: Any | None = None) -> StagedUpload
         else:
             metadata = files.joinpath(*inner_csv.parts)  # type: ignore[union-attr]
             images_dir = metadata.parent
+        # With remote storage the import may run on another machine: keep the staged files
+        # in the storage too (a shared volume or a single machine needs no copy).
+        storage.uploads().publish_tree(folder)
     except BaseException:
         discard_staging(folder)
         raise
@@ -447,9 +455,15 @@ def mark_staging(folder: Path, dataset_pk: int) -> None:
         return
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps({"dataset": dataset_pk}))
+    storage.uploads().publish(folder / MARKER_NAME)
 
 
 # --- Extracting, in the worker ---------------------------------------------------------------
+
+
+def fetch_staged(folder: Path) -> None:
+    """Download a staging folder that another machine staged (remote storage only)."""
+    storage.uploads().fetch_tree(folder.name)
 
 
 def extract_staged(folder: Path) -> None:
@@ -516,6 +530,27 @@ def extract_staged(folder: Path) -> None:
 # --- Cleaning up -----------------------------------------------------------------------------
 
 
+#: Task arguments name staged files as ``upload://<uuid>/<path>``: relative to UPLOAD_DIR, so a
+#: worker whose UPLOAD_DIR is another folder (another machine, remote storage) finds them.
+STAGED_SCHEME = "upload://"
+
+
+def staged_reference(path: Path) -> str:
+    """``upload://<uuid>/...`` for a path inside the staging area (for task arguments)."""
+    return STAGED_SCHEME + Path(path).resolve().relative_to(upload_root().resolve()).as_posix()
+
+
+def resolve_reference(value: str | Path) -> Path:
+    """The local path of a task argument: a ``upload://`` reference or a plain path."""
+    text = str(value)
+    if not text.startswith(STAGED_SCHEME):
+        return Path(value)
+    relative = PurePosixPath(text[len(STAGED_SCHEME) :])
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise ValueError(f"metadata: {text!r} is not a reference inside the staging area")
+    return upload_root().joinpath(*relative.parts)
+
+
 def staging_folder_for(path: str | Path) -> Path | None:
     """The staging folder (``UPLOAD_DIR/<uuid>``) that ``path`` lies in, or None."""
     root = upload_root().resolve()
@@ -532,6 +567,10 @@ def discard_staging(folder: Path) -> None:
     if folder.resolve().parent != root or folder.is_symlink():
         return
     shutil.rmtree(folder, ignore_errors=True)
+    try:
+        storage.uploads().delete_tree(folder.name)
+    except Exception:  # the stale-upload sweep tries again; the import's outcome stands
+        logger.exception("could not remove the stored copy of staging folder %s", folder.name)
 
 
 def sweep_stale_uploads(max_age: float = STALE_SECONDS) -> list[Path]:

@@ -80,4 +80,4 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     image = get_image_for_user(request, pk)
     content_type = "image/png" if image.file.endswith(".png") else "image/jpeg"
-    return private_file(image.path, content_type, "private, max-age=3600")
+    return private_file(image.fetch, content_type, "private, max-age=3600")

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from backend.runs.kinds import get_kind
 from backend.runs.models import Run
+from backend.storage import artifacts
 from validation.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class RunContext:
         target = self.workdir / "samples" / f"step-{step:07d}.png"
         with atomic_path(target) as tmp:
             image.save(tmp, format="PNG")
-        relative = str(target.relative_to(settings.ARTIFACTS_ROOT))
+        relative = artifacts().publish(target)
         self.reporter.set_latest_sample(relative)
         return relative
 

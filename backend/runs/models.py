@@ -181,7 +181,28 @@ class Artifact(models.Model):
 
     @property
     def absolute_path(self) -> Path:
+        """Where the artifact is on this machine's disk (it may still have to be fetched)."""
         return Path(settings.ARTIFACTS_ROOT) / self.path
+
+    def fetch(self) -> Path:
+        """The local path of the artifact (a file or folder), downloaded first when kept remotely.
+
+        A folder's files are checked as a whole against the recorded tree hash.
+        """
+        from backend.storage import StorageIntegrityError, artifacts
+        from validation.files import sha256_tree
+
+        mirror = artifacts()
+        if not mirror.remote or mirror.exists(self.path):
+            return mirror.fetch(self.path, sha256=self.sha256 or None)
+        folder = mirror.fetch_tree(self.path)
+        if self.sha256 and sha256_tree(folder) != self.sha256:
+            folder = mirror.fetch_tree(self.path, refresh=True)  # a stale cached copy
+            if sha256_tree(folder) != self.sha256:
+                raise StorageIntegrityError(
+                    f"artifacts storage: {self.path} does not match its recorded sha256"
+                )
+        return folder
 
 
 class RunShard(Leased):

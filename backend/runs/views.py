@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +12,7 @@ from backend.http import private_file
 from backend.runs.compare import diff_rows, loss_polylines, summary
 from backend.runs.models import Run
 from backend.runs.services import cancel_run
+from backend.storage import artifacts
 
 
 def get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -123,7 +123,7 @@ def run_sample(request: HttpRequest, pk: int) -> FileResponse:
     if not run.latest_sample:
         raise Http404
     return private_file(
-        settings.ARTIFACTS_ROOT / run.latest_sample, "image/png", "private, no-store"
+        lambda: artifacts().fetch(run.latest_sample), "image/png", "private, no-store"
     )
 
 

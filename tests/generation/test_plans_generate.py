@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,24 @@ def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) 
     third = FakeSampler()
     again = generate_images(third, plan, tmp_path, batch_size=4, provenance={})
     assert third.calls == [] and len(again) == 12
+
+
+def test_a_tone_replacement_the_plan_does_not_list_is_made_again(tmp_path: Path) -> None:
+    # The tone gate wrote a replacement (new seed, "tone_retry") but the job stopped before
+    # recording the seed: on the retry the plan's seed wins, and only that image is redone.
+    plan = balanced_plan([1], ["nevus"], 3, 0)
+    generate_images(FakeSampler(), plan, tmp_path, batch_size=3, provenance={})
+    replacement = replace(plan[1], seed=plan[1].seed + 1000)
+    (tmp_path / "000001.png").unlink()  # as the gate does before regenerating
+    generate_images(
+        FakeSampler(), [replacement], tmp_path, batch_size=1, provenance={"tone_retry": 1}
+    )
+    sampler = FakeSampler()
+    images = generate_images(sampler, plan, tmp_path, batch_size=3, provenance={})
+    assert [image.generated for image in images] == [False, True, False]
+    assert images[1].seed == plan[1].seed
+    assert read_provenance(images[1].path)["seed"] == plan[1].seed
+    assert "tone_retry" not in read_provenance(images[1].path)
 
 
 def test_generation_refuses_a_folder_holding_another_plan(tmp_path: Path) -> None:

@@ -11,9 +11,14 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from backend import storage
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.models import Artifact, Run
 from validation.files import sha256_file, sha256_tree
+
+#: The completion marker of a training checkpoint folder (generation.conditional.checkpoints),
+#: published last so that a reader who sees it in the storage finds the whole folder.
+CHECKPOINT_MARKER = "COMPLETE.json"
 
 
 @functools.cache
@@ -45,14 +50,20 @@ def code_version() -> str:
 
 
 def register_artifact(run: Run, name: str, kind: str, path: Path) -> Artifact:
-    """Record a file or folder under ARTIFACTS_ROOT as an artifact of ``run`` (with its sha256)."""
+    """Record a file or folder under ARTIFACTS_ROOT as an artifact of ``run`` (with its sha256).
+
+    The files are published to the artifacts storage before the row points at them.
+    """
     root = Path(settings.ARTIFACTS_ROOT)
     relative = path.resolve().relative_to(root.resolve())
+    mirror = storage.artifacts()
     if path.is_dir():
         digest = sha256_tree(path)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        mirror.publish_tree(path, last=CHECKPOINT_MARKER)
     else:
         digest, size = sha256_file(path), path.stat().st_size
+        mirror.publish(path)
     artifact, _ = Artifact.objects.update_or_create(
         run=run,
         name=name,
@@ -95,3 +106,38 @@ def training_images(run: Run, *, fsts: Any = None, diagnoses: Any = None) -> lis
     if diagnoses is not None:
         images = images.filter(diagnosis__in=list(diagnoses))
     return list(images.order_by("dataset_id", "id"))
+
+
+# --- Checkpoints kept in the artifacts storage ----------------------------------------------
+
+
+def publish_checkpoint(path: Path) -> None:
+    """Publish a finished checkpoint folder (marker last) and drop stored ones pruned locally."""
+    mirror = storage.artifacts()
+    if not mirror.remote:
+        return
+    mirror.publish_tree(path, last=CHECKPOINT_MARKER)
+    root = path.parent
+    for name in mirror.folders(mirror.name_of(root)):
+        if not mirror.path(name).is_dir():
+            mirror.delete_tree(name)
+
+
+def restore_checkpoints(root: Path) -> list[Path]:
+    """Download the complete checkpoints under ``root`` that this machine lacks; return them.
+
+    A training resumed on another machine (its worker died) thus finds the checkpoints the
+    first machine published; the trainer verifies them and resumes from the newest good one.
+    """
+    mirror = storage.artifacts()
+    if not mirror.remote:
+        return []
+    fetched = []
+    for name in mirror.folders(mirror.name_of(root)):
+        local = mirror.path(name)
+        if (local / CHECKPOINT_MARKER).is_file():
+            continue
+        if not mirror.exists(f"{name}/{CHECKPOINT_MARKER}"):
+            continue  # published only in part: its worker died while uploading it
+        fetched.append(mirror.fetch_tree(name))
+    return fetched

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
+from backend import storage
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.execution import RunContext
 from backend.runs.executors.common import code_version, input_images
@@ -45,13 +46,64 @@ def load_or_make_plan(
     diagnoses: list[str],
     real: dict[tuple[int, str], int] | None,
 ) -> list[GenerationItem]:
-    """The run's plan, fixed at its first attempt (plan.json) so a retry makes the same images."""
-    if path.exists():
+    """The run's plan, fixed at its first attempt (plan.json) so a retry makes the same images.
+
+    The plan is kept in the artifacts storage, so shards and retries on other machines read
+    the same one.
+    """
+    mirror = storage.artifacts()
+    if mirror.fetch_if_stored(mirror.name_of(path)) is not None:
         return [GenerationItem(**item) for item in json.loads(path.read_text())["items"]]
     items = config.plan(diagnoses, real)
     counts = {f"{fst}/{dx}": n for (fst, dx), n in config.counts(diagnoses, real).items()}
     atomic_write_text(path, json.dumps({"counts": counts, "items": [i.to_dict() for i in items]}))
+    mirror.publish(path)
     return items
+
+
+class StoredImages:
+    """The run's generated PNGs in the media storage (no-ops when the storage is local).
+
+    Before generating, the images other machines (shards, an earlier attempt) already made
+    are fetched, so ``generate_images`` skips them; after every batch, the new ones are
+    published. Images the tone gate replaced are always fetched afresh: a cached copy may be
+    the one it replaced.
+    """
+
+    def __init__(self, output_dir: Path, replaced: set[int]):
+        self.mirror = storage.media()
+        self.output_dir = output_dir
+        self.replaced = replaced
+        self.stored: set[str] = set()
+
+    def fetch(self, items: list[GenerationItem]) -> None:
+        if not self.mirror.remote:
+            return
+        wanted = {item.index for item in items}
+        stored = list(self.mirror.walk(self.mirror.name_of(self.output_dir)))
+        self.stored = {PurePosixPath(name).name for name in stored}
+        missing: list[tuple[str, str | None]] = []
+        for name in stored:
+            stem = PurePosixPath(name).stem
+            if not stem.isdigit() or int(stem) not in wanted:
+                continue
+            local = self.mirror.path(name)
+            if int(stem) in self.replaced:
+                local.unlink(missing_ok=True)
+            if not local.is_file():
+                missing.append((name, None))
+        self.mirror.fetch_many(missing)
+
+    def publish(self, images: list[GeneratedImage], *, force: bool = False) -> None:
+        if not self.mirror.remote:
+            return
+        paths = [
+            image.path
+            for image in images
+            if force or image.generated or image.path.name not in self.stored
+        ]
+        self.mirror.publish_many(paths)
+        self.stored.update(path.name for path in paths)
 
 
 @dataclass
@@ -70,13 +122,14 @@ class GenerationJob:
     provenance: dict[str, Any]
     output_dir: Path
     replacements_path: Path
+    images: StoredImages
 
 
 def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
     parent = run.parents.get(kind=Run.Kind.TRAIN_CONDITIONAL)
     model = parent.artifacts.get(name="model")
     sampler = ConditionalPipelineSampler.from_pretrained(
-        model.absolute_path,
+        model.fetch(),
         device=device,
         guidance_scale=config.guidance_scale,
         num_inference_steps=config.num_inference_steps,
@@ -86,10 +139,13 @@ def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
     plan = load_or_make_plan(
         run.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
     )
+    mirror = storage.artifacts()
     replacements_path = run.workdir / "tone_replacements.json"
-    plan = apply_replacements(plan, load_replacements(replacements_path))
+    mirror.fetch_latest(mirror.name_of(replacements_path))
+    replacements = load_replacements(replacements_path)
+    plan = apply_replacements(plan, replacements)
     provenance_path = run.workdir / "provenance.json"
-    if provenance_path.exists():
+    if mirror.fetch_if_stored(mirror.name_of(provenance_path)) is not None:
         provenance = json.loads(provenance_path.read_text())
     else:
         provenance = {
@@ -103,10 +159,14 @@ def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
             "device": device,
         }
         atomic_write_text(provenance_path, json.dumps(provenance, sort_keys=True))
+        mirror.publish(provenance_path)
     # Generated straight into MEDIA_ROOT: these archival PNGs (with provenance) are the
     # dataset's files. The folder is per run, so retried tasks and shards resume into it.
     output_dir = Path(settings.MEDIA_ROOT) / "generated" / f"run-{run.folder_name}"
-    return GenerationJob(config, parent, sampler, plan, provenance, output_dir, replacements_path)
+    stored = StoredImages(output_dir, set(replacements))
+    return GenerationJob(
+        config, parent, sampler, plan, provenance, output_dir, replacements_path, stored
+    )
 
 
 def shard_items(plan: list[GenerationItem], shards: int, index: int) -> list[GenerationItem]:
@@ -128,8 +188,10 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
     )
 
     def on_progress(done: int, total: int, new: list[GeneratedImage]) -> None:
+        job.images.publish(new)
         ctx.progress(done, total)
 
+    job.images.fetch(job.plan)  # what shards and earlier attempts made, wherever they ran
     images = generate_images(
         job.sampler,
         job.plan,
@@ -151,13 +213,19 @@ def generate_shard(
     config = GenerationConfig.from_dict(run.config)
     job = prepare(run, config, device)
     items = shard_items(job.plan, config.shards, shard_index)
+
+    def progress(done: int, total: int, new: list[GeneratedImage]) -> None:
+        job.images.publish(new)
+        on_progress(done, total)
+
+    job.images.fetch(items)
     images = generate_images(
         job.sampler,
         items,
         job.output_dir,
         batch_size=config.batch_size,
         provenance=job.provenance,
-        on_progress=lambda done, total, new: on_progress(done, total),
+        on_progress=progress,
         should_stop=should_stop,
     )
     return len(images)
@@ -179,6 +247,13 @@ def finalize(ctx: RunContext, job: GenerationJob, images: list[GeneratedImage]) 
         replacements_path=job.replacements_path,
         should_stop=ctx.should_stop,
     )
+    # Replaced images first, then the record of their seeds: a retry elsewhere that finds
+    # the new record also finds the new images (and an image newer than the record is
+    # regenerated, see generation.generate).
+    replaced = set(load_replacements(job.replacements_path))
+    job.images.publish([image for image in gate.images if image.index in replaced], force=True)
+    if job.replacements_path.exists():
+        storage.artifacts().publish(job.replacements_path)
     overall = gate.fidelity.overall
     ctx.log(
         f"tone fidelity: {overall.exact_rate or 0:.0%} exact, {overall.within_one_rate or 0:.0%} "

@@ -7,8 +7,14 @@ from typing import Any
 
 from PIL.Image import Image as PILImage
 
+from backend import storage
 from backend.runs.execution import RunContext
-from backend.runs.executors.common import register_artifact, training_images
+from backend.runs.executors.common import (
+    publish_checkpoint,
+    register_artifact,
+    restore_checkpoints,
+    training_images,
+)
 from backend.runs.models import Artifact
 from generation.conditional import (
     ConditionalDiffusionConfig,
@@ -28,6 +34,7 @@ class RunCallbacks(TrainingCallback):
         self.ctx.progress(step, total_steps, loss)
 
     def on_checkpoint(self, step: int, path: Path) -> None:
+        publish_checkpoint(path)
         self.ctx.log(f"checkpoint at step {step}")
 
     def on_sample_grid(self, step: int, image: PILImage) -> None:
@@ -43,10 +50,14 @@ def execute(ctx: RunContext, config: ConditionalDiffusionConfig) -> dict[str, An
         raise ValueError(
             f"no training images with FST in {list(config.fsts)} and diagnosis in {list(config.diagnoses)}"
         )
+    paths = storage.media().fetch_many((image.file, image.sha256 or None) for image in images)
     records = [
-        TrainingRecord(path=image.path, fst=image.fst, diagnosis=image.diagnosis)
-        for image in images
+        TrainingRecord(path=path, fst=image.fst, diagnosis=image.diagnosis)
+        for image, path in zip(images, paths, strict=True)
     ]
+    restored = restore_checkpoints(ctx.workdir / "checkpoints")
+    if restored:
+        ctx.log(f"fetched {len(restored)} checkpoint(s) of an earlier attempt from the storage")
     ctx.log(
         f"training on {len(records)} images from {ctx.run.datasets.count()} dataset(s), device {ctx.device}"
     )
