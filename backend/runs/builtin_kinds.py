@@ -9,6 +9,7 @@ from backend.runs.kinds import RunKind, register
 from backend.runs.models import Run
 from generation.conditional.config import ConditionalDiffusionConfig
 from generation.plans import GenerationConfig
+from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
 
 
 def _refuse_locked(datasets: list[Dataset], purpose: str) -> None:
@@ -85,5 +86,51 @@ register(
             ),
         },
         check_inputs=_check_generation_inputs,
+    )
+)
+
+register(
+    RunKind(
+        kind=Run.Kind.TRAIN_TEXTUAL_INVERSION,
+        config_type=TextualInversionConfig,
+        executor_path="backend.runs.executors.train_sd.execute_textual_inversion",
+        uses_gpu=True,
+        description="Learn one Stable Diffusion token per FST x diagnosis (or FST, or FST group).",
+        presets={
+            "sd15-fst-diagnosis": lambda: TextualInversionConfig(
+                base_model="runwayml/stable-diffusion-v1-5", train_steps=3000
+            ),
+            "sd15-fst-group": lambda: TextualInversionConfig(
+                base_model="runwayml/stable-diffusion-v1-5",
+                token_scheme="fst_group",
+                train_steps=3000,
+            ),
+        },
+        check_inputs=_check_training_inputs,
+    )
+)
+
+register(
+    RunKind(
+        kind=Run.Kind.TRAIN_LORA,
+        config_type=LoraTrainingConfig,
+        executor_path="backend.runs.executors.train_sd.execute_lora",
+        uses_gpu=True,
+        description="LoRA-fine-tune Stable Diffusion on captions naming skin type and diagnosis.",
+        presets={
+            "sd15-rank8": lambda: LoraTrainingConfig(base_model="runwayml/stable-diffusion-v1-5"),
+            "sd15-rank8-on-learned-tokens": lambda: LoraTrainingConfig(
+                base_model="runwayml/stable-diffusion-v1-5",
+                caption_template="dermoscopy image of {diagnosis} on {token} skin",
+                textual_inversion="parent",
+            ),
+            "sd21-base-rank16-text-encoder": lambda: LoraTrainingConfig(
+                base_model="stabilityai/stable-diffusion-2-1-base",
+                rank=16,
+                alpha=16,
+                train_text_encoder=True,
+            ),
+        },
+        check_inputs=_check_training_inputs,
     )
 )

@@ -141,3 +141,28 @@ def restore_checkpoints(root: Path) -> list[Path]:
             continue  # published only in part: its worker died while uploading it
         fetched.append(mirror.fetch_tree(name))
     return fetched
+
+
+def prepare_training(ctx: Any, *, fsts: Any, diagnoses: Any) -> list[Any]:
+    """The run's training images as ``TrainingRecord``s with local paths (fetched if remote),
+    after restoring the checkpoints an earlier attempt published; logs what it found."""
+    from generation.conditional.data import TrainingRecord
+
+    images = training_images(ctx.run, fsts=fsts, diagnoses=diagnoses)
+    if not images:
+        raise ValueError(
+            f"no training images with FST in {list(fsts)} and diagnosis in {list(diagnoses)}"
+        )
+    paths = storage.media().fetch_many((image.file, image.sha256 or None) for image in images)
+    records = [
+        TrainingRecord(path=path, fst=image.fst, diagnosis=image.diagnosis)
+        for image, path in zip(images, paths, strict=True)
+    ]
+    restored = restore_checkpoints(ctx.workdir / "checkpoints")
+    if restored:
+        ctx.log(f"fetched {len(restored)} checkpoint(s) of an earlier attempt from the storage")
+    ctx.log(
+        f"training on {len(records)} images from {ctx.run.datasets.count()} dataset(s), "
+        f"device {ctx.device}"
+    )
+    return records

@@ -7,19 +7,16 @@ from typing import Any
 
 from PIL.Image import Image as PILImage
 
-from backend import storage
 from backend.runs.execution import RunContext
 from backend.runs.executors.common import (
+    prepare_training,
     publish_checkpoint,
     register_artifact,
-    restore_checkpoints,
-    training_images,
 )
 from backend.runs.models import Artifact
 from generation.conditional import (
     ConditionalDiffusionConfig,
     TrainingCallback,
-    TrainingRecord,
     train_conditional,
 )
 
@@ -45,22 +42,7 @@ class RunCallbacks(TrainingCallback):
 
 
 def execute(ctx: RunContext, config: ConditionalDiffusionConfig) -> dict[str, Any]:
-    images = training_images(ctx.run, fsts=config.fsts, diagnoses=config.diagnoses)
-    if not images:
-        raise ValueError(
-            f"no training images with FST in {list(config.fsts)} and diagnosis in {list(config.diagnoses)}"
-        )
-    paths = storage.media().fetch_many((image.file, image.sha256 or None) for image in images)
-    records = [
-        TrainingRecord(path=path, fst=image.fst, diagnosis=image.diagnosis)
-        for image, path in zip(images, paths, strict=True)
-    ]
-    restored = restore_checkpoints(ctx.workdir / "checkpoints")
-    if restored:
-        ctx.log(f"fetched {len(restored)} checkpoint(s) of an earlier attempt from the storage")
-    ctx.log(
-        f"training on {len(records)} images from {ctx.run.datasets.count()} dataset(s), device {ctx.device}"
-    )
+    records = prepare_training(ctx, fsts=config.fsts, diagnoses=config.diagnoses)
     result = train_conditional(
         config, records, ctx.workdir, device=ctx.device, callbacks=RunCallbacks(ctx)
     )

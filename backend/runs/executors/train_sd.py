@@ -1,0 +1,87 @@
+"""Executors of ``train-textual-inversion`` and ``train-lora`` runs on Stable Diffusion.
+
+The base model (a hub id or folder in the config) is read from the worker's Hugging Face
+cache; with ``HF_HUB_OFFLINE=1`` a model missing from the cache fails the run with a message
+naming the cache folder. A LoRA run whose config says ``textual_inversion: "parent"`` uses the
+tokens of its textual-inversion parent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from backend.runs.execution import RunContext
+from backend.runs.executors.common import prepare_training, register_artifact
+from backend.runs.executors.train_conditional import RunCallbacks
+from backend.runs.models import Artifact, Run
+from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
+
+#: ``LoraTrainingConfig.textual_inversion`` value meaning "the tokens of my parent run".
+FROM_PARENT = "parent"
+
+
+def _summary(result: Any, records: list[Any]) -> dict[str, Any]:
+    return {
+        "final_step": result.final_step,
+        "total_steps": result.total_steps,
+        "final_loss": result.final_loss,
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 1),
+        "training_images": len(records),
+        "base_model": result.base_model,
+        # Results of the offline test kit are never results of Stable Diffusion.
+        "standin_weights": bool(result.base_model.get("standin")),
+    }
+
+
+def _finish(ctx: RunContext, result: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    if result.checkpoint_path is not None:
+        register_artifact(
+            ctx.run, "last-checkpoint", Artifact.Kind.CHECKPOINT, result.checkpoint_path
+        )
+    if result.stopped or result.output_path is None:
+        summary["stopped"] = True
+        return summary
+    model = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, result.output_path)
+    summary["model"] = model.path
+    summary["model_sha256"] = model.sha256
+    ctx.progress(result.final_step, result.total_steps, result.final_loss)
+    return summary
+
+
+def execute_textual_inversion(ctx: RunContext, config: TextualInversionConfig) -> dict[str, Any]:
+    from generation.sd_finetune.textual_inversion import learned_tokens, train_textual_inversion
+
+    records = prepare_training(ctx, fsts=config.fsts, diagnoses=config.diagnoses)
+    result = train_textual_inversion(
+        config, records, ctx.workdir, device=ctx.device, callbacks=RunCallbacks(ctx)
+    )
+    summary = _summary(result, records)
+    if result.output_path is not None:
+        summary["tokens"] = list(learned_tokens(result.output_path))
+    return _finish(ctx, result, summary)
+
+
+def execute_lora(ctx: RunContext, config: LoraTrainingConfig) -> dict[str, Any]:
+    from generation.sd_finetune.lora import train_lora
+
+    if config.textual_inversion == FROM_PARENT:
+        parent = ctx.run.parents.filter(kind=Run.Kind.TRAIN_TEXTUAL_INVERSION).first()
+        if parent is None:
+            raise ValueError(
+                'textual_inversion: "parent" but the run has no textual-inversion parent'
+            )
+        tokens = parent.artifacts.get(name="model").fetch()
+        config = dataclasses.replace(config, textual_inversion=str(tokens))
+    records = prepare_training(ctx, fsts=config.fsts, diagnoses=config.diagnoses)
+    datasets = ", ".join(sorted(d.name for d in ctx.run.datasets.all()))
+    result = train_lora(
+        config,
+        records,
+        ctx.workdir,
+        device=ctx.device,
+        callbacks=RunCallbacks(ctx),
+        dataset=f"run #{ctx.run.pk}: {datasets}",
+    )
+    return _finish(ctx, result, _summary(result, records))
