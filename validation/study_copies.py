@@ -85,3 +85,38 @@ def study_copy(
             buffer, format="JPEG", quality=settings.jpeg_quality, subsampling=0, optimize=False
         )
     return buffer.getvalue()
+
+
+SIZE_BUCKET = 4096
+
+
+def padded_size(sizes: list[int], bucket: int = SIZE_BUCKET) -> int:
+    """The one byte size every copy of a study is padded to: the largest, rounded up to ``bucket``.
+
+    Compressed size follows image smoothness, so unpadded sizes can separate real from
+    synthetic images without looking at them; padded copies all have the same length.
+
+    Args:
+        sizes (`list[int]`): Byte sizes of the encoded copies.
+        bucket (`int`, defaults to 4096): Granularity of the padded size.
+    """
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"sizes: must be a non-empty list of positive integers, got {sizes!r}")
+    if isinstance(bucket, bool) or not isinstance(bucket, int) or bucket < 1:
+        raise ValueError(f"bucket: {bucket!r} is not a positive integer")
+    return -(-max(sizes) // bucket) * bucket
+
+
+def pad_copy(data: bytes, size: int) -> bytes:
+    """``data`` followed by zero bytes up to ``size``.
+
+    The padding lies after the PNG ``IEND`` chunk or the JPEG end-of-image marker, where
+    decoders stop reading: it is not a chunk or segment, so it carries no metadata.
+
+    Args:
+        data (`bytes`): An encoded copy from ``study_copy``.
+        size (`int`): The target length (at least ``len(data)``).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < len(data):
+        raise ValueError(f"size: {size!r} is smaller than the copy ({len(data)} bytes)")
+    return data + b"\0" * (size - len(data))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from generation.generate import PROVENANCE_KEY, read_provenance
-from validation.study_copies import StudyCopySettings, study_copy
+from validation.study_copies import StudyCopySettings, pad_copy, padded_size, study_copy
 
 
 def archival_png(path: Path) -> Path:
@@ -78,3 +78,30 @@ def test_identical_pixels_give_identical_bytes(tmp_path: Path) -> None:
 def test_settings_are_validated(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field}:"):
         StudyCopySettings(**kwargs)
+
+
+def test_padded_copies_have_one_length_and_still_decode(tmp_path: Path) -> None:
+    settings = StudyCopySettings(size=32)
+    flat = study_copy(Image.new("RGB", (40, 40), (90, 60, 50)), settings)
+    noisy_source = Image.effect_noise((40, 40), 80).convert("RGB")
+    noisy = study_copy(noisy_source, settings)
+    assert len(noisy) > len(flat)  # unpadded, the size alone tells the two apart
+    size = padded_size([len(flat), len(noisy)], bucket=1024)
+    assert size % 1024 == 0 and size >= len(noisy)
+    padded = [pad_copy(flat, size), pad_copy(noisy, size)]
+    assert {len(p) for p in padded} == {size}
+    for data, original in zip(padded, (flat, noisy), strict=True):
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.size == (32, 32) and not getattr(image, "text", {})
+        with Image.open(io.BytesIO(original)) as expected, Image.open(io.BytesIO(data)) as got:
+            assert got.tobytes() == expected.tobytes()
+
+
+def test_padding_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"^size:"):
+        pad_copy(b"x" * 10, 5)
+    with pytest.raises(ValueError, match=r"^sizes:"):
+        padded_size([])
+    with pytest.raises(ValueError, match=r"^bucket:"):
+        padded_size([3], bucket=0)
