@@ -9,121 +9,383 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('datasets', '0005_training_sets'),
+        ("datasets", "0005_training_sets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Study',
+            name="Study",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Seen by study admins only.', max_length=200)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('open', 'Open'), ('closed', 'Closed')], default='draft', max_length=8)),
-                ('real_split', models.CharField(blank=True, choices=[('', 'Unassigned'), ('train', 'Train'), ('val', 'Validation'), ('test', 'Test')], max_length=8)),
-                ('n_real', models.PositiveIntegerField(default=50)),
-                ('n_synthetic', models.PositiveIntegerField(default=50)),
-                ('seed', models.BigIntegerField(default=backend.reviews.models.new_seed, help_text='Seed of the stratified draw.')),
-                ('copy_size', models.PositiveIntegerField(default=256, help_text='Side of every study image.')),
-                ('copy_format', models.CharField(choices=[('PNG', 'PNG (lossless)'), ('JPEG', 'JPEG')], default='PNG', max_length=4)),
-                ('copy_bytes', models.PositiveIntegerField(default=0, help_text='The one byte size every study image is padded to.')),
-                ('allow_answer_modification', models.BooleanField(default=True, help_text='Readers may change saved answers until they submit the study; otherwise each answer is final once complete.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='created_studies', to=settings.AUTH_USER_MODEL)),
-                ('real_dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='real_studies', to='datasets.dataset')),
-                ('synthetic_dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='synthetic_studies', to='datasets.dataset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(help_text="Seen by study admins only.", max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("open", "Open"), ("closed", "Closed")],
+                        default="draft",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "real_split",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Unassigned"),
+                            ("train", "Train"),
+                            ("val", "Validation"),
+                            ("test", "Test"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("n_real", models.PositiveIntegerField(default=50)),
+                ("n_synthetic", models.PositiveIntegerField(default=50)),
+                (
+                    "seed",
+                    models.BigIntegerField(
+                        default=backend.reviews.models.new_seed,
+                        help_text="Seed of the stratified draw.",
+                    ),
+                ),
+                (
+                    "copy_size",
+                    models.PositiveIntegerField(
+                        default=256, help_text="Side of every study image."
+                    ),
+                ),
+                (
+                    "copy_format",
+                    models.CharField(
+                        choices=[("PNG", "PNG (lossless)"), ("JPEG", "JPEG")],
+                        default="PNG",
+                        max_length=4,
+                    ),
+                ),
+                (
+                    "copy_bytes",
+                    models.PositiveIntegerField(
+                        default=0, help_text="The one byte size every study image is padded to."
+                    ),
+                ),
+                (
+                    "allow_answer_modification",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Readers may change saved answers until they submit the study; otherwise each answer is final once complete.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="created_studies",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "real_dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="real_studies",
+                        to="datasets.dataset",
+                    ),
+                ),
+                (
+                    "synthetic_dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="synthetic_studies",
+                        to="datasets.dataset",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'studies',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "studies",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('origin', models.CharField(choices=[('real', 'Real'), ('synthetic', 'Synthetic')], help_text='The key.', max_length=16)),
-                ('fst', models.PositiveSmallIntegerField(null=True)),
-                ('diagnosis', models.CharField(max_length=32)),
-                ('file', models.CharField(help_text='Name of the copy in default storage.', max_length=200)),
-                ('sha256', models.CharField(help_text='Of the copy as served.', max_length=64)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='study_cases', to='datasets.image')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to='reviews.study')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("uid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[("real", "Real"), ("synthetic", "Synthetic")],
+                        help_text="The key.",
+                        max_length=16,
+                    ),
+                ),
+                ("fst", models.PositiveSmallIntegerField(null=True)),
+                ("diagnosis", models.CharField(max_length=32)),
+                (
+                    "file",
+                    models.CharField(
+                        help_text="Name of the copy in default storage.", max_length=200
+                    ),
+                ),
+                ("sha256", models.CharField(help_text="Of the copy as served.", max_length=64)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="study_cases",
+                        to="datasets.image",
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cases",
+                        to="reviews.study",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'id'],
+                "ordering": ["study", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order_seed', models.BigIntegerField(help_text="validation.reader_study.reader_order(n, seed) over the cases by id gives the slots' positions.")),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('reader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='study_assignments', to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='reviews.study')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "order_seed",
+                    models.BigIntegerField(
+                        help_text="validation.reader_study.reader_order(n, seed) over the cases by id gives the slots' positions."
+                    ),
+                ),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "reader",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="study_assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="reviews.study",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'reader__username'],
+                "ordering": ["study", "reader__username"],
             },
         ),
         migrations.CreateModel(
-            name='Answer',
+            name="Answer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('judgement', models.CharField(blank=True, choices=[('real', 'Real'), ('synthetic', 'Synthetic')], max_length=16)),
-                ('confidence', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('realism', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(7)])),
-                ('asymmetry_realistic', models.BooleanField(blank=True, null=True)),
-                ('border_realistic', models.BooleanField(blank=True, null=True)),
-                ('colour_realistic', models.BooleanField(blank=True, null=True)),
-                ('diameter_realistic', models.BooleanField(blank=True, null=True)),
-                ('asymmetry_score', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MaxValueValidator(2)])),
-                ('border_score', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MaxValueValidator(8)])),
-                ('colours_score', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(6)])),
-                ('structures_score', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('comment', models.TextField(blank=True, max_length=2000)),
-                ('reading_ms', models.PositiveIntegerField(default=0, help_text='Time the case was on screen, summed over visits.')),
-                ('complete', models.BooleanField(default=False, help_text='Every required question answered.')),
-                ('saves', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('assignment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='answers', to='reviews.assignment')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='answers', to='reviews.case')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "judgement",
+                    models.CharField(
+                        blank=True,
+                        choices=[("real", "Real"), ("synthetic", "Synthetic")],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "confidence",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "realism",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(7),
+                        ],
+                    ),
+                ),
+                ("asymmetry_realistic", models.BooleanField(blank=True, null=True)),
+                ("border_realistic", models.BooleanField(blank=True, null=True)),
+                ("colour_realistic", models.BooleanField(blank=True, null=True)),
+                ("diameter_realistic", models.BooleanField(blank=True, null=True)),
+                (
+                    "asymmetry_score",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[django.core.validators.MaxValueValidator(2)],
+                    ),
+                ),
+                (
+                    "border_score",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[django.core.validators.MaxValueValidator(8)],
+                    ),
+                ),
+                (
+                    "colours_score",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(6),
+                        ],
+                    ),
+                ),
+                (
+                    "structures_score",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                ("comment", models.TextField(blank=True, max_length=2000)),
+                (
+                    "reading_ms",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Time the case was on screen, summed over visits."
+                    ),
+                ),
+                (
+                    "complete",
+                    models.BooleanField(
+                        default=False, help_text="Every required question answered."
+                    ),
+                ),
+                ("saves", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="answers",
+                        to="reviews.assignment",
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="answers",
+                        to="reviews.case",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['assignment', 'case'],
-                'constraints': [models.UniqueConstraint(fields=('assignment', 'case'), name='one_answer_per_case')],
+                "ordering": ["assignment", "case"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("assignment", "case"), name="one_answer_per_case"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Slot',
+            name="Slot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(help_text="1-based: the reader sees 'Case n'.")),
-                ('token', models.CharField(default=backend.reviews.models.new_token, max_length=32, unique=True)),
-                ('assignment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slots', to='reviews.assignment')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slots', to='reviews.case')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "position",
+                    models.PositiveIntegerField(help_text="1-based: the reader sees 'Case n'."),
+                ),
+                (
+                    "token",
+                    models.CharField(
+                        default=backend.reviews.models.new_token, max_length=32, unique=True
+                    ),
+                ),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slots",
+                        to="reviews.assignment",
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slots",
+                        to="reviews.case",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['assignment', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('assignment', 'position'), name='unique_position_per_assignment'), models.UniqueConstraint(fields=('assignment', 'case'), name='unique_case_per_assignment')],
+                "ordering": ["assignment", "position"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("assignment", "position"), name="unique_position_per_assignment"
+                    ),
+                    models.UniqueConstraint(
+                        fields=("assignment", "case"), name="unique_case_per_assignment"
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='case',
-            constraint=models.UniqueConstraint(fields=('study', 'image'), name='unique_image_per_study'),
+            model_name="case",
+            constraint=models.UniqueConstraint(
+                fields=("study", "image"), name="unique_image_per_study"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('study', 'reader'), name='one_assignment_per_reader'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                fields=("study", "reader"), name="one_assignment_per_reader"
+            ),
         ),
     ]
