@@ -6,7 +6,7 @@ import hashlib
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -428,7 +428,3 @@ def export_document(study: Study) -> dict[str, Any]:
         ],
         "answers": export_rows(study),
     }
-
-
-def slots_in_order(assignment: Assignment) -> Sequence[Slot]:
-    return list(assignment.slots.order_by("position"))

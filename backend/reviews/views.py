@@ -68,7 +68,7 @@ def case(request: HttpRequest, pk: int, position: int) -> HttpResponse:
     answer = Answer.objects.filter(assignment=assignment, case=slot.case).first()
     total = assignment.slots.count()
     if request.method == "POST":
-        form = AnswerForm(request.POST, instance=None)
+        form = AnswerForm(request.POST)
         if form.is_valid():
             try:
                 answer = services.save_answer(
@@ -93,7 +93,7 @@ def case(request: HttpRequest, pk: int, position: int) -> HttpResponse:
             target = min(max(position + step, 1), total)
             return redirect("reviews:case", pk=assignment.pk, position=target)
         if _wants_json(request):
-            return JsonResponse({"saved": False, "errors": form.errors}, status=400)
+            return JsonResponse({"saved": False, "errors": form.errors.get_json_data()}, status=400)
     else:
         form = AnswerForm(
             instance=answer, initial={"reading_ms": answer.reading_ms if answer else 0}

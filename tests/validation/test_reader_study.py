@@ -99,3 +99,20 @@ def test_reader_order_is_a_seeded_permutation() -> None:
     assert reader_order(100, seed=43) != order
     with pytest.raises(ValueError, match=r"^seed:"):
         reader_order(5, seed=-1)
+
+
+def test_reader_orders_do_not_tie_position_to_class() -> None:
+    """30 readers of a 50 + 50 study: position and class are uncorrelated on average."""
+    labels = [1] * 50 + [0] * 50  # cases by id: the real ones first, as a builder might store them
+    correlations = []
+    for seed in range(30):
+        order = reader_order(100, seed)
+        positions = list(range(100))
+        classes = [labels[case] for case in order]
+        mean_p, mean_c = sum(positions) / 100, sum(classes) / 100
+        cov = sum((p - mean_p) * (c - mean_c) for p, c in zip(positions, classes, strict=True))
+        var_p = sum((p - mean_p) ** 2 for p in positions)
+        var_c = sum((c - mean_c) ** 2 for c in classes)
+        correlations.append(abs(cov / (var_p * var_c) ** 0.5))
+    assert len({tuple(reader_order(100, s)) for s in range(30)}) == 30
+    assert sum(correlations) / len(correlations) < 0.1
