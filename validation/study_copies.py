@@ -28,11 +28,16 @@ class StudyCopySettings:
             to a square, then resized with Lanczos).
         format (`str`, defaults to ``"PNG"``): ``"PNG"`` or ``"JPEG"``.
         jpeg_quality (`int`, defaults to 92): JPEG quality, with 4:4:4 chroma (no subsampling).
+        png_compress_level (`int`, defaults to 0): zlib level of PNG copies. At 0 the pixels
+            are stored uncompressed, so every copy of one size has the same length and the
+            same chunk layout, whatever the image shows; at 1-9 the ``IDAT`` lengths follow
+            how smooth the image is, which ``pad_copy`` hides from the file size only.
     """
 
     size: int = 256
     format: str = "PNG"
     jpeg_quality: int = 92
+    png_compress_level: int = 0
 
     def __post_init__(self) -> None:
         if (
@@ -45,6 +50,8 @@ class StudyCopySettings:
             raise ValueError(f"format: {self.format!r} is not one of {', '.join(FORMATS)}")
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality: {self.jpeg_quality!r} is not in 50..100")
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError(f"png_compress_level: {self.png_compress_level!r} is not in 0..9")
 
 
 def study_copy(
@@ -79,7 +86,7 @@ def study_copy(
     clean.paste(image)
     buffer = io.BytesIO()
     if settings.format == "PNG":
-        clean.save(buffer, format="PNG", optimize=False, compress_level=6)
+        clean.save(buffer, format="PNG", optimize=False, compress_level=settings.png_compress_level)
     else:
         clean.save(
             buffer, format="JPEG", quality=settings.jpeg_quality, subsampling=0, optimize=False

@@ -28,6 +28,7 @@ from tests.reviews.factories import (
     complete_answer,
     make_study,
 )
+from tests.validation.test_study_copies import png_chunks
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +185,31 @@ def test_a_saved_answer_gets_no_feedback(reader_a: Any) -> None:
         for j in (wrong, right)
     ]
     assert replies[0] == replies[1] == {"saved": True, "complete": True, "answered": 1, "total": 4}
+
+
+def test_non_visual_features_are_the_same_for_every_case(reader_a: Any) -> None:
+    """What a shortcut classifier could use besides the pixels: size, header bytes, chunk
+    layout, response headers and URL. Each has one value over the whole study."""
+    study = make_study([reader_a], n=4)
+    assignment = study.assignments.get()
+    client = login(reader_a)
+    features: dict[str, set[Any]] = {
+        "size": set(),
+        "head": set(),
+        "chunks": set(),
+        "headers": set(),
+        "url": set(),
+    }
+    for slot in assignment.slots.all():
+        url = slot.get_image_url()
+        response = client.get(url)
+        data = response.content
+        features["size"].add(len(data))
+        features["head"].add(data[:41])  # signature, IHDR, and the first IDAT's length
+        features["chunks"].add(tuple(png_chunks(data)))
+        headers = headers_of(response)
+        features["headers"].add(
+            repr(sorted((k, v) for k, v in headers.items() if k not in VARYING_HEADERS))
+        )
+        features["url"].add((url.replace(slot.token, ""), len(slot.token)))
+    assert {name: len(values) for name, values in features.items()} == dict.fromkeys(features, 1)

@@ -73,7 +73,12 @@ def test_identical_pixels_give_identical_bytes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"size": 8}, "size"), ({"format": "WEBP"}, "format"), ({"jpeg_quality": 20}, "jpeg_quality")],
+    [
+        ({"size": 8}, "size"),
+        ({"format": "WEBP"}, "format"),
+        ({"jpeg_quality": 20}, "jpeg_quality"),
+        ({"png_compress_level": 10}, "png_compress_level"),
+    ],
 )
 def test_settings_are_validated(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field}:"):
@@ -81,7 +86,7 @@ def test_settings_are_validated(kwargs: dict, field: str) -> None:
 
 
 def test_padded_copies_have_one_length_and_still_decode(tmp_path: Path) -> None:
-    settings = StudyCopySettings(size=32)
+    settings = StudyCopySettings(size=32, png_compress_level=6)
     flat = study_copy(Image.new("RGB", (40, 40), (90, 60, 50)), settings)
     noisy_source = Image.effect_noise((40, 40), 80).convert("RGB")
     noisy = study_copy(noisy_source, settings)
@@ -105,3 +110,24 @@ def test_padding_arguments_are_checked() -> None:
         padded_size([])
     with pytest.raises(ValueError, match=r"^bucket:"):
         padded_size([3], bucket=0)
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, int]]:
+    """(type, length) of every chunk of a PNG, up to ``IEND`` (padding follows it)."""
+    chunks, offset = [], 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        chunks.append((data[offset + 4 : offset + 8], length))
+        offset += 12 + length
+        if chunks[-1][0] == b"IEND":
+            break
+    return chunks
+
+
+def test_default_png_copies_have_one_length_and_chunk_layout_whatever_they_show() -> None:
+    flat = study_copy(Image.new("RGB", (64, 64), (90, 60, 50)))
+    noisy = study_copy(Image.effect_noise((64, 64), 80).convert("RGB"))
+    assert len(flat) == len(noisy)
+    assert png_chunks(flat) == png_chunks(noisy)
+    assert [kind for kind, _ in png_chunks(flat)][0] == b"IHDR"
+    assert {kind for kind, _ in png_chunks(flat)} == {b"IHDR", b"IDAT", b"IEND"}
