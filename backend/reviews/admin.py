@@ -18,12 +18,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 class CaseInline(ReadOnlyInline):
     model = Case
-    fields = ["uid", "origin", "fst", "diagnosis", "image", "sha256"]
+    fields = readonly_fields = ["uid", "origin", "fst", "diagnosis", "image", "sha256"]
 
 
 class AssignmentInline(ReadOnlyInline):
     model = Assignment
-    fields = ["reader", "order_seed", "submitted_at"]
+    fields = readonly_fields = ["reader", "order_seed", "submitted_at"]
 
 
 @admin.register(Study)
@@ -33,6 +33,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "n_real", "n_synthetic", "created_at"]
     list_filter = ["status"]
     readonly_fields = [
+        "status",
         "real_dataset",
         "real_split",
         "synthetic_dataset",
@@ -46,7 +47,8 @@ class StudyAdmin(admin.ModelAdmin):
         "opened_at",
         "closed_at",
     ]
-    fields = ["name", "status", "allow_answer_modification", *readonly_fields]
+    # Status changes go through the study page (services.open_study/close_study).
+    fields = ["name", "allow_answer_modification", *readonly_fields]
     inlines = [AssignmentInline, CaseInline]
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from django.urls import reverse
 from backend.datasets.models import Image
 from backend.reviews.models import Study
 from tests.reviews.conftest import login
-from tests.reviews.factories import real_dataset, synthetic_dataset
+from tests.reviews.factories import make_study, real_dataset, synthetic_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +53,15 @@ def test_an_engineer_builds_opens_invites_and_closes_a_study(
     study.refresh_from_db()
     assert study.status == Study.Status.CLOSED
     assert "export.csv" in client.get(study.get_absolute_url()).content.decode()
+
+
+def test_the_django_admin_audits_studies_without_changing_their_status(reader_a: Any) -> None:
+    from tests.accounts.factories import UserFactory
+
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    study = make_study([reader_a], n=2)
+    client = login(admin)
+    for name in ("study", "answer", "slot"):
+        assert client.get(reverse(f"admin:reviews_{name}_changelist")).status_code == 200
+    page = client.get(reverse("admin:reviews_study_change", args=[study.pk])).content.decode()
+    assert 'name="status"' not in page and 'name="name"' in page
