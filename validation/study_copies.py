@@ -3,7 +3,7 @@
 Synthetic images carry their provenance in PNG text chunks, and real images arrive as JPEGs
 with EXIF, ICC profiles and camera-specific sizes; any of these would tell a reader which is
 which. ``study_copy`` therefore decodes every image, applies its EXIF orientation, converts
-it to 8-bit sRGB RGB, resizes it to one square size, and encodes it with fixed settings and
+it to 8-bit sRGB RGB (through its ICC profile when it has a usable one), resizes it to one square size, and encodes it with fixed settings and
 nothing else: no EXIF, XMP, ICC profile or text chunks. Identical input pixels give
 identical bytes.
 """
@@ -14,7 +14,7 @@ import io
 import os
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 FORMATS = ("PNG", "JPEG")
 
@@ -54,6 +54,18 @@ class StudyCopySettings:
             raise ValueError(f"png_compress_level: {self.png_compress_level!r} is not in 0..9")
 
 
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """``image`` converted from its embedded ICC profile to sRGB, so that a wide-gamut real
+    image does not look washed out once its profile is dropped. A profile that cannot be read
+    or does not fit the image leaves the pixels as they are (taken as sRGB)."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return image
+
+
 def study_copy(
     source: str | os.PathLike[str] | Image.Image, settings: StudyCopySettings | None = None
 ) -> bytes:
@@ -70,13 +82,18 @@ def study_copy(
         with Image.open(source) as opened:
             opened.load()
             image = opened.copy()
+    icc = image.info.get("icc_profile")
     image = ImageOps.exif_transpose(image)
-    if image.mode != "RGB":
+    if image.mode not in ("RGB", "CMYK"):
         image = (
             image.convert("RGBA").convert("RGB")
             if "A" in image.getbands()
             else image.convert("RGB")
         )
+    if icc:
+        image = _to_srgb(image, icc)
+    if image.mode != "RGB":  # CMYK whose profile could not be used
+        image = image.convert("RGB")
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.crop((left, top, left + side, top + side))

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageCms, PngImagePlugin
 
 from generation.generate import PROVENANCE_KEY, read_provenance
 from validation.study_copies import StudyCopySettings, pad_copy, padded_size, study_copy
@@ -131,3 +131,27 @@ def test_default_png_copies_have_one_length_and_chunk_layout_whatever_they_show(
     assert png_chunks(flat) == png_chunks(noisy)
     assert [kind for kind, _ in png_chunks(flat)][0] == b"IHDR"
     assert {kind for kind, _ in png_chunks(flat)} == {b"IHDR", b"IDAT", b"IEND"}
+
+
+def swapped_primaries_profile() -> bytes:
+    """An RGB ICC profile whose red and green primaries are swapped (sRGB's, edited)."""
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    tags = {}
+    for i in range(int.from_bytes(data[128:132], "big")):
+        offset = 132 + 12 * i
+        tags[bytes(data[offset : offset + 4])] = offset
+    red, green = tags[b"rXYZ"], tags[b"gXYZ"]
+    data[red + 4 : red + 12], data[green + 4 : green + 12] = (
+        data[green + 4 : green + 12],
+        data[red + 4 : red + 12],
+    )
+    return bytes(data)
+
+
+def test_colours_are_converted_to_srgb_through_the_embedded_profile(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(path, icc_profile=swapped_primaries_profile())
+    with Image.open(io.BytesIO(study_copy(path, StudyCopySettings(size=16)))) as copy:
+        assert "icc_profile" not in copy.info
+        red, green, blue = copy.getpixel((8, 8))
+    assert green > 200 and red < 60 and blue < 60  # what the profile means, not the raw values
