@@ -213,3 +213,34 @@ def test_non_visual_features_are_the_same_for_every_case(reader_a: Any) -> None:
         )
         features["url"].add((url.replace(slot.token, ""), len(slot.token)))
     assert {name: len(values) for name, values in features.items()} == dict.fromkeys(features, 1)
+
+
+def test_images_are_rendered_at_creation_never_when_served(
+    reader_a: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On-demand encoding would make the first fetch of a case slower by its content."""
+    study = make_study([reader_a], n=2)
+    assignment = study.assignments.get()
+
+    def refuse(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("an image was encoded while serving")
+
+    monkeypatch.setattr("backend.reviews.services.study_copy", refuse)
+    monkeypatch.setattr("validation.study_copies.study_copy", refuse)
+    client = login(reader_a)
+    for slot in assignment.slots.all():
+        response = client.get(slot.get_image_url())
+        assert response.status_code == 200 and len(response.content) == study.copy_bytes
+
+
+def test_a_bad_autosave_is_refused_as_json_and_saves_nothing(reader_a: Any) -> None:
+    study = make_study([reader_a], n=2)
+    assignment = study.assignments.get()
+    url = reverse("reviews:case", args=[assignment.pk, 1])
+    response = login(reader_a).post(
+        url, complete_answer(realism="9"), headers={"X-Requested-With": "fetch"}
+    )
+    assert response.status_code == 400
+    reply = response.json()
+    assert reply["saved"] is False and set(reply["errors"]) == {"realism"}
+    assert not assignment.answers.exists()
