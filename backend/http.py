@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 
 
 def private_file(
@@ -23,4 +23,18 @@ def private_file(
         raise Http404 from None
     response = FileResponse(handle, content_type=content_type)
     response["Cache-Control"] = cache_control
+    return response
+
+
+def private_bytes(data: bytes, content_type: str) -> HttpResponse:
+    """Bytes the view has already authorised, with headers that say nothing about them.
+
+    No file name (``FileResponse`` would send the stored name in ``Content-Disposition``),
+    no ``Last-Modified`` or ``ETag`` (file times would date the file), and nothing kept in
+    any cache. Blinded study images go through here, so every one of them gets the same
+    headers.
+    """
+    response = HttpResponse(data, content_type=content_type)
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Length"] = str(len(data))
     return response

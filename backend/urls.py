@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("backend.dashboard.urls")),
     path("datasets/", include("backend.datasets.urls")),
     path("runs/", include("backend.runs.urls")),
+    path("reviews/", include("backend.reviews.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),

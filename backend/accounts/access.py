@@ -12,9 +12,11 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from rest_framework.permissions import BasePermission
 
 from backend.accounts.roles import can_launch, can_view_data
+from backend.reviews.models import Assignment, Slot, Study
 
 View = Callable[..., HttpResponse]
 
@@ -44,3 +46,32 @@ class CanViewData(BasePermission):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return can_view_data(request.user)
         return can_launch(request.user)
+
+
+# --- Object accessors: the object if this user may see it, else 404 ---------------------------
+
+
+def get_assignment_for_reader(user: Any, pk: int) -> Assignment:
+    """The reader's own assignment in a study that has opened; 404 for anyone else's."""
+    return get_object_or_404(
+        Assignment.objects.select_related("study").exclude(study__status=Study.Status.DRAFT),
+        pk=pk,
+        reader_id=user.pk,
+    )
+
+
+def get_slot_for_reader(user: Any, token: str) -> Slot:
+    """A case of the reader's own assignment by its token, while the study is open; else 404."""
+    return get_object_or_404(
+        Slot.objects.select_related("assignment__study", "case"),
+        token=token,
+        assignment__reader_id=user.pk,
+        assignment__study__status=Study.Status.OPEN,
+    )
+
+
+def get_study_for_admin(user: Any, pk: int) -> Study:
+    """A study for its admins (ML engineers and leads); 404 for readers and everyone else."""
+    if not can_view_data(user):
+        raise Http404
+    return get_object_or_404(Study, pk=pk)

@@ -6,6 +6,7 @@ from django.shortcuts import render
 
 from backend.accounts.roles import can_view_data
 from backend.datasets.models import Dataset, Origin
+from backend.reviews.views import reader_home_context
 from backend.runs.models import Run
 
 
@@ -13,7 +14,7 @@ from backend.runs.models import Run
 def home(request: HttpRequest) -> HttpResponse:
     """The landing page: pipeline overview for ML engineers and leads, studies for readers."""
     if not can_view_data(request.user):
-        return render(request, "dashboard/reader_home.html")
+        return render(request, "dashboard/reader_home.html", reader_home_context(request.user))
     latest_synthetic = (
         Dataset.objects.filter(origin=Origin.SYNTHETIC, status=Dataset.Status.READY)
         .order_by("-created_at")

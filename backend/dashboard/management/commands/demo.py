@@ -28,6 +28,7 @@ from backend.accounts.management.commands.create_demo_users import create_demo_u
 from backend.datasets.models import Dataset
 from backend.datasets.services import import_in_background
 from backend.datasets.splitting import split_dataset
+from backend.reviews.demo import demo_study, demo_study_lines
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
 from backend.runs.services import cancel_run, launch_run, resolve_config
@@ -233,6 +234,10 @@ class Command(BaseCommand):
         synthetic = generate.generated_datasets.order_by("-created_at").first()
         if synthetic is None:
             raise CommandError(f"run #{generate.pk} finished without a synthetic dataset")
+
+        self._step("Blinded reader study (real test split vs the synthetic set)")
+        study = demo_study(dataset, synthetic, [a.username for a in accounts])
+        self.stdout.write("\n".join(demo_study_lines(study, accounts, base_url)))
 
         self._step("Done")
         counts = synthetic.counts.get("fst", {})
