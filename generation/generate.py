@@ -213,11 +213,17 @@ def generate_images(
         images = list(sampler(batch, generators))
         if len(images) != len(batch):
             raise ValueError(f"sampler: returned {len(images)} images for {len(batch)} items")
+        # A sampler may report facts per image (e.g. an img2img source): kept in provenance.
+        details = getattr(sampler, "last_details", None) or {}
         written: list[GeneratedImage] = []
         for item, image in zip(batch, images, strict=True):
             if not isinstance(image, Image.Image):
                 raise ValueError(f"sampler: returned {type(image).__name__}, not a PIL image")
-            record = {**provenance, **{key: getattr(item, key) for key in ITEM_FIELDS}}
+            record = {
+                **provenance,
+                **details.get(item.index, {}),
+                **{key: getattr(item, key) for key in ITEM_FIELDS},
+            }
             path = image_path(output_dir, item.index, width)
             digest = _write_png(image, path, record)
             written.append(

@@ -155,6 +155,7 @@ def plan_summary(items: Sequence[GenerationItem]) -> dict[str, int]:
 
 
 #: Samplers every generation path understands (the SD path accepts more; see stable_diffusion).
+GENERATION_MODES: tuple[str, ...] = ("txt2img", "img2img")
 GENERATION_SAMPLERS = ("ddim", "dpmsolver++")
 
 #: How a generation config says how many images to make (see ``target_counts``).
@@ -283,6 +284,10 @@ class GenerationConfig:
             shard ``i % shards``) that free workers generate in parallel.
         dataset_name (`str`, defaults to empty): Name of the synthetic dataset; empty means
             ``synthetic-run-<run id>``.
+        mode (`str`, defaults to ``"txt2img"``): Stable Diffusion models only: ``"img2img"``
+            starts each image from a real image of the same diagnosis on ``source_fsts``.
+        strength (`float`, defaults to 0.6): img2img strength in (0, 1] (1 ignores the source).
+        source_fsts (`tuple[int, ...]`, defaults to I-III): Skin types img2img starts from.
     """
 
     rule: str = "per_cell"
@@ -301,9 +306,17 @@ class GenerationConfig:
     tone_retries: int = 2
     shards: int = 1
     dataset_name: str = ""
+    mode: str = "txt2img"
+    strength: float = 0.6
+    source_fsts: tuple[int, ...] = (1, 2, 3)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsts", tuple(self.fsts))
+        object.__setattr__(self, "source_fsts", tuple(self.source_fsts))
+        _check_labels(self.source_fsts, ("other",))
+        if self.mode not in GENERATION_MODES:
+            raise ValueError(f"mode: {self.mode!r} is not one of {', '.join(GENERATION_MODES)}")
+        check_float("strength", self.strength, 0.01, 1.0)
         object.__setattr__(self, "diagnoses", tuple(self.diagnoses))
         object.__setattr__(self, "share_fsts", tuple(self.share_fsts))
         _check_labels(self.fsts, self.diagnoses or ("other",))
@@ -340,7 +353,7 @@ class GenerationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("fsts", "diagnoses", "share_fsts"):
+        for name in ("fsts", "diagnoses", "share_fsts", "source_fsts"):
             data[name] = list(getattr(self, name))
         return data
 

@@ -35,10 +35,13 @@ def _check_training_inputs(
 def _check_generation_inputs(
     datasets: list[Dataset], parents: list[Run], training_sets: list[TrainingSet]
 ) -> None:
-    models = [p for p in parents if p.kind == Run.Kind.TRAIN_CONDITIONAL]
+    models = [p for p in parents if p.kind in (Run.Kind.TRAIN_CONDITIONAL, Run.Kind.TRAIN_LORA)]
     if len(models) != 1:
         raise ValidationError(
-            {"parents": "a generate run needs exactly one train-conditional parent run"}
+            {
+                "parents": "a generate run needs exactly one model: a train-conditional or "
+                "train-lora parent run"
+            }
         )
     if (
         models[0].status != Run.Status.SUCCEEDED
@@ -72,7 +75,7 @@ register(
         config_type=GenerationConfig,
         executor_path="backend.runs.executors.generate.execute",
         uses_gpu=True,
-        description="Generate an FST-balanced synthetic set from a trained conditional model.",
+        description="Generate an FST-balanced synthetic set from a trained conditional model or SD LoRA.",
         presets={
             "10-per-cell": lambda: GenerationConfig(rule="per_cell", count=10),
             "10k-per-fst": lambda: GenerationConfig(
@@ -83,6 +86,16 @@ register(
             ),
             "30k-benign-30k-malignant": lambda: GenerationConfig(
                 rule="per_malignancy", count=30_000, batch_size=256
+            ),
+            "sd-img2img-light-to-dark": lambda: GenerationConfig(
+                rule="per_cell",
+                count=100,
+                fsts=(5, 6),
+                mode="img2img",
+                strength=0.6,
+                guidance_scale=7.5,
+                sampler="dpmsolver++",
+                batch_size=16,
             ),
         },
         check_inputs=_check_generation_inputs,

@@ -40,22 +40,6 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield save_tiny_sd(root / "tiny-sd", TinySDConfig(image_size=RES))
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory) -> list[TrainingRecord]:
-    """Two images per cell of FST I, V x nevus, melanoma: flat skin with a darker blob."""
-    root = tmp_path_factory.mktemp("lesions")
-    out = []
-    for fst, skin in ((1, (225, 190, 170)), (5, (110, 70, 50))):
-        for dx, lesion in (("nevus", (90, 60, 40)), ("melanoma", (30, 20, 25))):
-            for i in range(2):
-                image = PIL.Image.new("RGB", (40, 40), skin)
-                image.paste(lesion, (10 + i, 10, 28 + i, 30))
-                path = root / f"{fst}-{dx}-{i}.png"
-                image.save(path)
-                out.append(TrainingRecord(path=path, fst=fst, diagnosis=dx))
-    return out
-
-
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -158,7 +142,7 @@ def test_captions_and_tokens() -> None:
 
 
 def test_textual_inversion_trains_only_new_rows_and_loads_with_stock_diffusers(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune.textual_inversion import (
         add_tokens,
@@ -171,7 +155,7 @@ def test_textual_inversion_trains_only_new_rows_and_loads_with_stock_diffusers(
         **base(tiny_folder, learning_rate=0.05, train_steps=4, batch_size=4, sample_every=4)
     )
     recorder = Recorder()
-    result = train_textual_inversion(config, records, tmp_path / "ti", callbacks=recorder)
+    result = train_textual_inversion(config, sd_records, tmp_path / "ti", callbacks=recorder)
     assert result.final_step == 4 and not result.stopped
     assert result.base_model["standin"] is True
     files = learned_tokens(result.output_path)
@@ -207,7 +191,7 @@ def test_textual_inversion_trains_only_new_rows_and_loads_with_stock_diffusers(
 
 
 def test_lora_output_loads_with_stock_diffusers_and_reproduces_training_samples(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune.lora import WEIGHTS_NAME, read_lora_metadata, train_lora
 
@@ -216,7 +200,7 @@ def test_lora_output_loads_with_stock_diffusers_and_reproduces_training_samples(
         **base(tiny_folder, learning_rate=0.02), rank=4, alpha=16, train_text_encoder=True
     )
     recorder = Recorder()
-    result = train_lora(config, records, tmp_path / "lora", callbacks=recorder, dataset="toy")
+    result = train_lora(config, sd_records, tmp_path / "lora", callbacks=recorder, dataset="toy")
     assert result.output_path == tmp_path / "lora" / "lora"
     weights = load_file(result.output_path / WEIGHTS_NAME)
     assert any(k.startswith("unet.") for k in weights)
@@ -236,14 +220,14 @@ def test_lora_output_loads_with_stock_diffusers_and_reproduces_training_samples(
     assert meta["rank"] == 4 and meta["alpha"] == 16 and meta["steps"] == 3
     assert meta["seed"] == config.seed and meta["learning_rate"] == 0.02
     assert meta["caption_template"] == config.caption_template
-    assert meta["dataset"] == "toy" and meta["training_images"] == len(records)
+    assert meta["dataset"] == "toy" and meta["training_images"] == len(sd_records)
     assert meta["base_model"] == str(tiny_folder)
     assert meta["base_model_weights"]["standin"] is True
     assert len(meta["training_images_sha256"]) == 64
 
 
 def test_a_stopped_lora_run_resumes_to_the_same_weights(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune.lora import WEIGHTS_NAME, train_lora
 
@@ -253,13 +237,13 @@ def test_a_stopped_lora_run_resumes_to_the_same_weights(
         alpha=4,
         dropout=0.1,
     )
-    first = train_lora(config, records, tmp_path / "resumed", callbacks=Recorder(stop_after=3))
+    first = train_lora(config, sd_records, tmp_path / "resumed", callbacks=Recorder(stop_after=3))
     assert first.stopped and first.final_step == 3 and first.output_path is None
     assert first.checkpoint_path is not None and first.checkpoint_path.name == "step-0000003"
-    second = train_lora(config, records, tmp_path / "resumed")
+    second = train_lora(config, sd_records, tmp_path / "resumed")
     assert second.resumed_from == 3 and second.final_step == 4
     assert len(second.loss_history) == 4
-    straight = train_lora(config, records, tmp_path / "straight")
+    straight = train_lora(config, sd_records, tmp_path / "straight")
     resumed = load_file(second.output_path / WEIGHTS_NAME)
     reference = load_file(straight.output_path / WEIGHTS_NAME)
     assert resumed.keys() == reference.keys()
@@ -269,19 +253,19 @@ def test_a_stopped_lora_run_resumes_to_the_same_weights(
 
 
 def test_a_changed_config_is_not_resumed(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune.lora import train_lora
 
     config = LoraTrainingConfig(**base(tiny_folder, train_steps=2, checkpoint_every=1), rank=2)
-    train_lora(config, records, tmp_path / "run", callbacks=Recorder(stop_after=1))
+    train_lora(config, sd_records, tmp_path / "run", callbacks=Recorder(stop_after=1))
     changed = LoraTrainingConfig(**base(tiny_folder, train_steps=2, checkpoint_every=1), rank=4)
     with pytest.raises(ValueError, match="^config: differs from the checkpoint's in rank"):
-        train_lora(changed, records, tmp_path / "run")
+        train_lora(changed, sd_records, tmp_path / "run")
 
 
 def test_bf16_training_keeps_the_adapters_in_fp32(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune import lora
 
@@ -300,13 +284,13 @@ def test_bf16_training_keeps_the_adapters_in_fp32(
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lora, "save_lora", spy)
-        result = lora.train_lora(config, records, tmp_path / "bf16")
+        result = lora.train_lora(config, sd_records, tmp_path / "bf16")
     assert seen == {"trained": {torch.float32}, "frozen": {torch.bfloat16}}
     assert all(np.isfinite(result.loss_history))
 
 
 def test_lora_on_learned_tokens_carries_them_along(
-    tiny_folder: Path, records: list[TrainingRecord], tmp_path: Path
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
 ) -> None:
     from generation.sd_finetune.lora import load_lora, train_lora
     from generation.sd_finetune.textual_inversion import train_textual_inversion
@@ -314,7 +298,7 @@ def test_lora_on_learned_tokens_carries_them_along(
     ti = TextualInversionConfig(
         **base(tiny_folder, train_steps=1, sample_every=0), token_scheme="fst"
     )
-    tokens = train_textual_inversion(ti, records, tmp_path / "ti")
+    tokens = train_textual_inversion(ti, sd_records, tmp_path / "ti")
     config = LoraTrainingConfig(
         **base(
             tiny_folder,
@@ -326,7 +310,7 @@ def test_lora_on_learned_tokens_carries_them_along(
         rank=2,
     )
     recorder = Recorder()
-    result = train_lora(config, records, tmp_path / "lora", callbacks=recorder)
+    result = train_lora(config, sd_records, tmp_path / "lora", callbacks=recorder)
     assert sorted(p.name for p in (result.output_path / "textual_inversion").iterdir()) == [
         "fairderm_config.json",
         "fst1",

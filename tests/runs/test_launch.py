@@ -91,7 +91,9 @@ def test_training_needs_ready_non_external_datasets(sent: dict) -> None:
 
 
 def test_generation_needs_a_trained_parent(sent: dict) -> None:
-    with pytest.raises(ValidationError, match="exactly one train-conditional parent"):
+    with pytest.raises(
+        ValidationError, match="exactly one model: a train-conditional or train-lora parent"
+    ):
         launch_run(kind="generate")
     unfinished = RunFactory(kind=Run.Kind.TRAIN_CONDITIONAL, status=Run.Status.RUNNING)
     with pytest.raises(ValidationError, match="has no trained model yet"):

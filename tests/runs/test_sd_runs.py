@@ -89,6 +89,46 @@ def test_tokens_then_lora_on_them_from_the_run_framework(tiny_sd: Path) -> None:
     pipe = load_lora(load_sd_pipeline(tiny_sd), folder)
     assert "<fst-v-vi>" in pipe.tokenizer.get_vocab()
 
+    # Majority to minority: FST VI images made by img2img from the FST I training images.
+    from backend.datasets.models import Dataset
+
+    generation = {
+        "rule": "per_cell",
+        "count": 2,
+        "fsts": [6],
+        "mode": "img2img",
+        "strength": 0.5,
+        "num_inference_steps": 2,
+        "guidance_scale": 3.0,
+        "batch_size": 2,
+    }
+    with mock.patch("backend.runs.services.enqueue"):
+        generate = launch_run(kind="generate", config=generation, parents=[lora])
+        assert execute_run(generate.pk, "test") == Run.Status.SUCCEEDED, generate.error
+    synthetic = Dataset.objects.get(generated_by=generate)
+    sources = {Path(i.file).name for i in dataset.images.filter(fst=1)}
+    assert synthetic.images.count() == 4
+    for image in synthetic.images.all():
+        assert image.fst == 6
+        assert image.provenance["mode"] == "img2img" and image.provenance["strength"] == 0.5
+        assert image.provenance["source_image"] in sources
+        assert "ssim" in image.provenance["lesion_preservation"]
+        assert image.provenance["model"]["base_model"]["standin"] is True
+
+
+def test_img2img_from_the_conditional_model_is_refused(tiny_sd: Path) -> None:
+    from tests.runs.factories import TINY_TRAINING
+
+    dataset = dataset_with_cells(fsts=(1, 6))
+    tiny = {**TINY_TRAINING, "batch_size": 4, "train_steps": 2, "checkpoint_every": 2}
+    with mock.patch("backend.runs.services.enqueue"):
+        train = launch_run(kind="train-conditional", config=tiny, datasets=[dataset])
+        assert execute_run(train.pk, "test") == Run.Status.SUCCEEDED
+        run = launch_run(kind="generate", config={"mode": "img2img", "count": 1}, parents=[train])
+        assert execute_run(run.pk, "test") == Run.Status.FAILED
+    run.refresh_from_db()
+    assert "mode: img2img needs a Stable Diffusion (train-lora) model" in run.error
+
 
 def test_a_lora_config_is_validated_at_launch(tiny_sd: Path) -> None:
     dataset = dataset_with_cells(fsts=(1,))

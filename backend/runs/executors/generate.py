@@ -14,7 +14,7 @@ from django.db.models import Count
 from backend import storage
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.execution import RunContext
-from backend.runs.executors.common import code_version, input_images
+from backend.runs.executors.common import code_version, input_images, training_images
 from backend.runs.models import Run
 from generation.conditional import ConditionalPipelineSampler
 from generation.generate import GeneratedImage, generate_images, package_versions
@@ -117,7 +117,7 @@ class GenerationJob:
 
     config: GenerationConfig
     model_run: Run
-    sampler: ConditionalPipelineSampler
+    sampler: Any  # the generate_images protocol: a conditional or Stable Diffusion sampler
     plan: list[GenerationItem]
     provenance: dict[str, Any]
     output_dir: Path
@@ -125,20 +125,60 @@ class GenerationJob:
     images: StoredImages
 
 
-def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
-    parent = run.parents.get(kind=Run.Kind.TRAIN_CONDITIONAL)
+#: The kinds of run whose model a generate run can sample from.
+MODEL_KINDS = (Run.Kind.TRAIN_CONDITIONAL, Run.Kind.TRAIN_LORA)
+
+
+def load_sampler(
+    run: Run, parent: Run, config: GenerationConfig, device: str
+) -> tuple[Any, list[str]]:
+    """The sampler of the parent's model and the diagnoses it was trained on."""
     model = parent.artifacts.get(name="model")
-    sampler = ConditionalPipelineSampler.from_pretrained(
+    if parent.kind == Run.Kind.TRAIN_CONDITIONAL:
+        if config.mode != "txt2img":
+            raise ValueError(
+                f"mode: {config.mode} needs a Stable Diffusion (train-lora) model; "
+                f"run #{parent.pk} is {parent.kind}"
+            )
+        sampler = ConditionalPipelineSampler.from_pretrained(
+            model.fetch(),
+            device=device,
+            guidance_scale=config.guidance_scale,
+            num_inference_steps=config.num_inference_steps,
+            sampler=config.sampler,
+        )
+        return sampler, list(sampler.pipeline.codec.diagnoses)
+    from generation.sd_finetune.config import LoraTrainingConfig
+    from generation.sd_finetune.sampling import SDSampler
+
+    lora = LoraTrainingConfig.from_dict(parent.config)
+    sources: dict[str, list[Path]] = {}
+    if config.mode == "img2img":
+        source_run = run if run.datasets.exists() or run.training_sets.exists() else parent
+        images = training_images(source_run, fsts=config.source_fsts, diagnoses=lora.diagnoses)
+        paths = storage.media().fetch_many((i.file, i.sha256 or None) for i in images)
+        for image, path in zip(images, paths, strict=True):
+            sources.setdefault(image.diagnosis, []).append(path)
+    sampler = SDSampler.from_lora(
+        lora.base_model,
         model.fetch(),
         device=device,
+        scheduler=config.sampler,
         guidance_scale=config.guidance_scale,
         num_inference_steps=config.num_inference_steps,
-        sampler=config.sampler,
+        mode=config.mode,
+        strength=config.strength,
+        sources=sources,
     )
+    return sampler, list(lora.diagnoses)
+
+
+def prepare(run: Run, config: GenerationConfig, device: str) -> GenerationJob:
+    parent = run.parents.get(kind__in=MODEL_KINDS)
+    model = parent.artifacts.get(name="model")
+    sampler, diagnoses = load_sampler(run, parent, config, device)
     real = reference_counts(run, parent) if config.needs_real_counts else None
-    plan = load_or_make_plan(
-        run.workdir / "plan.json", config, list(sampler.pipeline.codec.diagnoses), real
-    )
+    plan = load_or_make_plan(run.workdir / "plan.json", config, diagnoses, real)
     mirror = storage.artifacts()
     replacements_path = run.workdir / "tone_replacements.json"
     mirror.fetch_latest(mirror.name_of(replacements_path))

@@ -1,0 +1,202 @@
+"""Generation from a fine-tuned Stable Diffusion: txt2img, or img2img from light to dark skin.
+
+``SDSampler`` follows the ``generate_images`` sampler protocol, so SD sets get the same plans,
+per-image provenance, resumption, sharding and tone gate as the conditional model's.
+
+- ``txt2img``: the caption of each planned (FST, diagnosis), with its learned token if any.
+- ``img2img`` (majority to minority): each planned image starts from a real image of the same
+  diagnosis on FST I-III (``source_fsts``), picked by the image's seed, and is denoised toward
+  the caption of the planned FST with ``strength`` (0 keeps the source, 1 ignores it). Every
+  img2img image records its source and a lesion-preservation score
+  (``validation.lesion``) beside the tone the gate measures, so users can choose the strength.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from PIL import Image
+
+from generation.plans import GenerationItem
+from generation.sd_finetune.config import LoraTrainingConfig, caption
+from generation.stable_diffusion import load_sd_pipeline, pipeline_provenance
+from validation.files import sha256_file
+from validation.lesion import lesion_preservation
+
+MODES: tuple[str, ...] = ("txt2img", "img2img")
+
+
+@dataclass
+class SDSampler:
+    """Sample planned images from a Stable Diffusion pipeline (see the module docstring).
+
+    Args:
+        pipe (`StableDiffusionPipeline`): The pipeline (base weights plus loaded adapters).
+        caption_template (`str`): Caption template, as in training.
+        tokens (`dict`): ``{(fst, diagnosis): token}`` of learned tokens ("" without).
+        resolution (`int`): Output side in pixels.
+        guidance_scale (`float`), num_inference_steps (`int`): Sampling settings.
+        mode (`str`): ``"txt2img"`` or ``"img2img"``.
+        strength (`float`): img2img strength in (0, 1].
+        sources (`dict`): img2img only: ``{diagnosis: [source image paths]}``.
+        model (`dict`): What identifies the model (hashes, stand-in label), for provenance.
+    """
+
+    pipe: StableDiffusionPipeline
+    caption_template: str
+    tokens: Mapping[tuple[int, str], str] = field(default_factory=dict)
+    resolution: int = 512
+    guidance_scale: float = 7.5
+    num_inference_steps: int = 25
+    mode: str = "txt2img"
+    strength: float = 0.6
+    sources: Mapping[str, Sequence[Path]] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    diagnoses: tuple[str, ...] = ()
+    #: Per-image facts of the last call (img2img source, lesion preservation), by item index;
+    #: ``generate_images`` stores them in each image's provenance.
+    last_details: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength: {self.strength!r} is not in (0, 1]")
+        if self.mode == "img2img" and not any(self.sources.values()):
+            raise ValueError("sources: img2img needs source images (FST I-III of each diagnosis)")
+        self.pipe.set_progress_bar_config(disable=True)
+        self._img2img: StableDiffusionImg2ImgPipeline | None = None
+
+    @classmethod
+    def from_lora(
+        cls,
+        base_model: str,
+        lora_folder: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        scheduler: str | None = None,
+        **kwargs: Any,
+    ) -> SDSampler:
+        """Load ``base_model`` with a FairDerm LoRA output (and its tokens, if any)."""
+        from generation.sd_finetune.lora import load_lora, read_lora_metadata
+        from generation.sd_finetune.textual_inversion import tokens_config
+
+        pipe = load_sd_pipeline(base_model, device=device, dtype=dtype, scheduler=scheduler)
+        load_lora(pipe, lora_folder)
+        folder = Path(lora_folder)
+        if (folder / "lora").is_dir():
+            folder = folder / "lora"
+        config = LoraTrainingConfig.from_dict(
+            json.loads((folder / "fairderm_config.json").read_text(encoding="utf-8"))
+        )
+        tokens: dict[tuple[int, str], str] = {}
+        if (folder / "textual_inversion").is_dir():
+            from generation.sd_finetune.config import condition_token
+
+            scheme = tokens_config(folder / "textual_inversion").token_scheme
+            tokens = {
+                (f, d): condition_token(scheme, f, d) for f in range(1, 7) for d in config.diagnoses
+            }
+        model = {
+            "kind": "stable-diffusion-lora",
+            "base_model": pipeline_provenance(pipe).to_dict(),
+            "lora_sha256": sha256_file(folder / "pytorch_lora_weights.safetensors"),
+            "lora_training": read_lora_metadata(folder),
+        }
+        kwargs.setdefault("resolution", config.resolution)
+        return cls(
+            pipe=pipe,
+            caption_template=config.caption_template,
+            tokens=tokens,
+            model=model,
+            diagnoses=tuple(config.diagnoses),
+            **kwargs,
+        )
+
+    def prompt(self, item: GenerationItem) -> str:
+        return caption(
+            self.caption_template,
+            item.fst,
+            item.diagnosis,
+            self.tokens.get((item.fst, item.diagnosis), ""),
+        )
+
+    def source_for(self, item: GenerationItem) -> Path:
+        candidates = list(self.sources.get(item.diagnosis, ()))
+        if not candidates:
+            raise ValueError(f"sources: no FST I-III image of {item.diagnosis} for img2img")
+        return sorted(candidates)[item.seed % len(candidates)]
+
+    def __call__(
+        self, items: Sequence[GenerationItem], generators: Sequence[torch.Generator]
+    ) -> list[Image.Image]:
+        prompts = [self.prompt(item) for item in items]
+        self.last_details = {}
+        with torch.no_grad():
+            if self.mode == "txt2img":
+                return list(
+                    self.pipe(
+                        prompts,
+                        num_inference_steps=self.num_inference_steps,
+                        guidance_scale=self.guidance_scale,
+                        generator=list(generators),
+                        height=self.resolution,
+                        width=self.resolution,
+                    ).images
+                )
+            if self._img2img is None:
+                self._img2img = StableDiffusionImg2ImgPipeline(
+                    **self.pipe.components, requires_safety_checker=False
+                )
+                self._img2img.set_progress_bar_config(disable=True)
+            paths = [self.source_for(item) for item in items]
+            sources = [_square(path, self.resolution) for path in paths]
+            images = list(
+                self._img2img(
+                    prompts,
+                    image=sources,
+                    strength=self.strength,
+                    num_inference_steps=self.num_inference_steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=list(generators),
+                ).images
+            )
+        for item, path, source, image in zip(items, paths, sources, images, strict=True):
+            self.last_details[item.index] = {
+                "source_image": path.name,
+                "source_sha256": sha256_file(path),
+                "lesion_preservation": lesion_preservation(source, image).to_dict(),
+            }
+        return images
+
+    def provenance(self) -> dict[str, Any]:
+        """Sampling settings and model identity, for ``generate_images(provenance=...)``."""
+        settings: dict[str, Any] = {
+            "sampler": type(self.pipe.scheduler).__name__,
+            "mode": self.mode,
+            "guidance_scale": self.guidance_scale,
+            "num_inference_steps": self.num_inference_steps,
+            "resolution": self.resolution,
+            "caption_template": self.caption_template,
+            "model": self.model,
+        }
+        if self.mode == "img2img":
+            settings["strength"] = self.strength
+        return settings
+
+
+def _square(path: Path, side: int) -> Image.Image:
+    with Image.open(path) as source:
+        image = source.convert("RGB")
+    short = min(image.size)
+    left, top = (image.width - short) // 2, (image.height - short) // 2
+    return image.crop((left, top, left + short, top + short)).resize(
+        (side, side), Image.Resampling.BICUBIC
+    )
