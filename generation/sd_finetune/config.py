@@ -23,6 +23,8 @@ DEFAULT_CAPTION = "dermoscopy image of {diagnosis} on Fitzpatrick type {fst} ski
 #: How conditions are turned into learned tokens.
 TOKEN_SCHEMES: tuple[str, ...] = ("fst_diagnosis", "fst", "fst_group")
 MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
+ADAPTER_LAYOUTS: tuple[str, ...] = ("shared", "per_fst")
+CONDITION_EMBEDDINGS: tuple[str, ...] = ("none", "fst", "fst_diagnosis")
 #: UNet attention projections of SD 1.x/2.x (diffusers names).
 DEFAULT_UNET_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 DEFAULT_TEXT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -222,6 +224,13 @@ class LoraTrainingConfig(SDTrainingConfig):
             (``text_target_modules``, same rank and alpha).
         textual_inversion (`str`): Optional output folder of a textual-inversion run: its
             tokens are loaded first and filled into ``{token}`` of the captions.
+        adapters (`str`): ``"shared"``: one LoRA for all skin types, the FST named in the
+            captions; ``"per_fst"``: one LoRA per skin type, each trained on that type's images
+            and selected at generation.
+        condition_embeddings (`str`): ``"none"``; ``"fst"``: a learned embedding per FST
+            (``nn.Embedding`` over I-VI) appended as one extra token to the CLIP text states
+            the UNet cross-attends to, trained jointly with the LoRA and saved with it;
+            ``"fst_diagnosis"``: an FST token and a diagnosis token.
     """
 
     rank: int = 8
@@ -231,6 +240,8 @@ class LoraTrainingConfig(SDTrainingConfig):
     train_text_encoder: bool = False
     text_target_modules: tuple[str, ...] = DEFAULT_TEXT_TARGETS
     textual_inversion: str = ""
+    adapters: str = "shared"
+    condition_embeddings: str = "none"
 
     KIND: ClassVar[str] = "train-lora"
 
@@ -244,6 +255,8 @@ class LoraTrainingConfig(SDTrainingConfig):
         _check_modules("text_target_modules", self.text_target_modules)
         if not isinstance(self.textual_inversion, str):
             raise ValueError(f"textual_inversion: must be a folder, got {self.textual_inversion!r}")
+        _check_choice("adapters", self.adapters, ADAPTER_LAYOUTS)
+        _check_choice("condition_embeddings", self.condition_embeddings, CONDITION_EMBEDDINGS)
         if "{token}" in self.caption_template and not self.textual_inversion:
             raise ValueError(
                 "caption_template: uses {token} but no textual_inversion folder gives tokens"

@@ -18,10 +18,12 @@ images): read it with :func:`read_lora_metadata`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,8 @@ from generation.sd_finetune.training import (
     Method,
     SDTrainingResult,
     cast_frozen,
-    condition_prompts,
     load_pipeline,
+    sample_conditions,
     train_loop,
 )
 from validation.files import atomic_directory, sha256_file
@@ -57,6 +59,7 @@ from validation.files import atomic_directory, sha256_file
 FOLDER = "lora"
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 METADATA_KEY = "fairderm_training"
+CONDITIONS_NAME = "condition_embeddings.safetensors"
 
 
 def lora_configs(config: LoraTrainingConfig) -> tuple[LoraConfig, LoraConfig | None]:
@@ -84,6 +87,83 @@ def _trainable(module: torch.nn.Module, prefix: str) -> dict[str, torch.nn.Param
     return {f"{prefix}.{n}": p for n, p in module.named_parameters() if p.requires_grad}
 
 
+class ConditionEmbeddings(torch.nn.Module):
+    """Learned FST (and diagnosis) tokens appended to the text states the UNet attends to.
+
+    ``forward(hidden, fsts, diagnoses)`` returns ``hidden`` with one token per FST (and one per
+    diagnosis) added at the end of the sequence; ``null(hidden)`` appends zeros instead, for
+    the unconditional half of classifier-free guidance. Trained in fp32 with the LoRA.
+    """
+
+    def __init__(
+        self, dim: int, diagnoses: Sequence[str] = (), *, seed: int = 0, std: float = 0.02
+    ):
+        super().__init__()
+        self.diagnoses = tuple(diagnoses)
+        generator = torch.Generator().manual_seed(seed)
+        self.fst = torch.nn.Parameter(torch.randn(6, dim, generator=generator) * std)
+        self.diagnosis = (
+            torch.nn.Parameter(torch.randn(len(self.diagnoses), dim, generator=generator) * std)
+            if self.diagnoses
+            else None
+        )
+
+    @property
+    def extra_tokens(self) -> int:
+        return 1 + (self.diagnosis is not None)
+
+    def forward(
+        self, hidden: torch.Tensor, fsts: Sequence[int], diagnoses: Sequence[str]
+    ) -> torch.Tensor:
+        rows = [self.fst[torch.as_tensor([f - 1 for f in fsts], device=self.fst.device)]]
+        if self.diagnosis is not None:
+            try:
+                index = [self.diagnoses.index(d) for d in diagnoses]
+            except ValueError:
+                raise ValueError(
+                    f"diagnoses: {list(diagnoses)} outside {list(self.diagnoses)}"
+                ) from None
+            rows.append(self.diagnosis[torch.as_tensor(index, device=self.fst.device)])
+        extra = torch.stack(rows, dim=1).to(hidden.device, hidden.dtype)
+        return torch.cat([hidden, extra], dim=1)
+
+    def null(self, hidden: torch.Tensor) -> torch.Tensor:
+        zeros = hidden.new_zeros(hidden.shape[0], self.extra_tokens, hidden.shape[2])
+        return torch.cat([hidden, zeros], dim=1)
+
+    def save(self, path: Path) -> None:
+        tensors = {"fst": self.fst.detach().float().cpu().contiguous()}
+        if self.diagnosis is not None:
+            tensors["diagnosis"] = self.diagnosis.detach().float().cpu().contiguous()
+        save_file(tensors, path, metadata={"diagnoses": json.dumps(list(self.diagnoses))})
+
+    @classmethod
+    def load(cls, path: Path, device: str | torch.device = "cpu") -> ConditionEmbeddings:
+        with safe_open(str(path), framework="pt") as handle:
+            diagnoses = json.loads((handle.metadata() or {}).get("diagnoses", "[]"))
+        tensors = load_file(path)
+        module = cls(tensors["fst"].shape[1], diagnoses)
+        with torch.no_grad():
+            module.fst.copy_(tensors["fst"])
+            if module.diagnosis is not None:
+                module.diagnosis.copy_(tensors["diagnosis"])
+        return module.to(device)
+
+    def pipeline_inputs(
+        self,
+        pipe: StableDiffusionPipeline,
+        prompts: Sequence[str],
+        conditions: Sequence[tuple[int, str]],
+    ) -> dict[str, torch.Tensor]:
+        """``prompt_embeds`` and ``negative_prompt_embeds`` for a pipeline call."""
+        positive, negative = pipe.encode_prompt(
+            list(prompts), pipe.device, 1, True, negative_prompt=[""] * len(prompts)
+        )
+        with torch.no_grad():
+            positive = self(positive, [c[0] for c in conditions], [c[1] for c in conditions])
+        return {"prompt_embeds": positive, "negative_prompt_embeds": self.null(negative)}
+
+
 def train_lora(
     config: LoraTrainingConfig,
     records: Sequence[TrainingRecord],
@@ -95,6 +175,9 @@ def train_lora(
 ) -> SDTrainingResult:
     """Train LoRA adapters on ``records`` and save them (see the module docstring).
 
+    With ``adapters="per_fst"``, one adapter per skin type is trained in turn (in
+    ``output_dir/fst<n>/``) and the output holds ``lora/fst<n>/`` for each.
+
     Args:
         dataset (`str`, *optional*): A description of the training data for the metadata.
 
@@ -103,6 +186,74 @@ def train_lora(
     if not isinstance(config, LoraTrainingConfig):
         raise ValueError(f"config: expected a LoraTrainingConfig, got {type(config).__name__}")
     output_dir = Path(output_dir)
+    if config.adapters == "shared":
+        return _train_adapter(config, records, output_dir, device, callbacks, dataset)
+    fsts = [f for f in config.fsts if any(int(r.fst) == f for r in records)]
+    if not fsts:
+        raise ValueError(f"records: none with FST in {list(config.fsts)}")
+    results = []
+    for position, fst in enumerate(fsts):
+        single = dataclasses.replace(config, fsts=(fst,), adapters="shared")
+        offset = OffsetCallbacks(
+            callbacks, position * config.train_steps, len(fsts) * config.train_steps
+        )
+        result = _train_adapter(single, records, output_dir / f"fst{fst}", device, offset, dataset)
+        results.append((fst, result))
+        if result.stopped:
+            break
+    last = results[-1][1]
+    combined = SDTrainingResult(
+        final_step=sum(r.final_step for _, r in results),
+        total_steps=len(fsts) * config.train_steps,
+        stopped=last.stopped,
+        checkpoint_path=last.checkpoint_path,
+        resumed_from=next((r.resumed_from for _, r in results if r.resumed_from), None),
+        final_loss=last.final_loss,
+        loss_history=[x for _, r in results for x in r.loss_history],
+        seconds=sum(r.seconds for _, r in results),
+        base_model=last.base_model,
+    )
+    if not last.stopped:
+        target = output_dir / FOLDER
+        with atomic_directory(target) as tmp:
+            for fst, result in results:
+                if result.output_path is None:
+                    raise RuntimeError(f"the FST {fst} adapter finished without an output")
+                shutil.copytree(result.output_path, tmp / f"fst{fst}")
+            (tmp / "fairderm_config.json").write_text(config.to_json(), encoding="utf-8")
+        combined.output_path = target
+    return combined
+
+
+class OffsetCallbacks(TrainingCallback):
+    """Forwards one per-FST adapter's progress as part of the whole run's."""
+
+    def __init__(self, inner: TrainingCallback | None, offset: int, total: int):
+        self.inner = inner or TrainingCallback()
+        self.offset, self.total = offset, total
+
+    def on_step(self, step: int, total_steps: int, loss: float, info: dict[str, Any]) -> None:
+        self.inner.on_step(self.offset + step, self.total, loss, info)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.inner.on_checkpoint(self.offset + step, path)
+
+    def on_sample_grid(self, step: int, image: Any) -> None:
+        self.inner.on_sample_grid(self.offset + step, image)
+
+    def should_stop(self) -> bool:
+        return self.inner.should_stop()
+
+
+def _train_adapter(
+    config: LoraTrainingConfig,
+    records: Sequence[TrainingRecord],
+    output_dir: Path,
+    device: str | torch.device,
+    callbacks: TrainingCallback | None,
+    dataset: str,
+) -> SDTrainingResult:
+    records = [r for r in records if r.fst in config.fsts and r.diagnosis in config.diagnoses]
     pipe = load_pipeline(config, device)
     tokens: list[str] = []
     if config.textual_inversion:
@@ -125,6 +276,12 @@ def train_lora(
         if text_config is not None:
             pipe.text_encoder.gradient_checkpointing_enable()
     params = {**_trainable(pipe.unet, "unet"), **_trainable(pipe.text_encoder, "text_encoder")}
+    embeddings: ConditionEmbeddings | None = None
+    if config.condition_embeddings != "none":
+        diagnoses = config.diagnoses if config.condition_embeddings == "fst_diagnosis" else ()
+        width = pipe.text_encoder.config.hidden_size
+        embeddings = ConditionEmbeddings(width, diagnoses, seed=config.seed).to(pipe.device)
+        params.update({f"conditions.{n}": p for n, p in embeddings.named_parameters()})
 
     ti_tokens: dict[tuple[int, str], str] = {}
     if tokens:
@@ -147,15 +304,30 @@ def train_lora(
             for name, param in params.items():
                 param.copy_(saved[name])
 
+    conditions = sorted({(int(r.fst), r.diagnosis) for r in records})
+    conditions = [c for c in conditions if c[0] in config.fsts and c[1] in config.diagnoses]
+    shown = sample_conditions(conditions)
+    encode = None
+    sample_inputs = None
+    if embeddings is not None:
+        module = embeddings
+
+        def encode(ids: torch.Tensor, batch: Sequence[TrainingRecord]) -> torch.Tensor:
+            hidden = pipe.text_encoder(ids)[0]
+            return module(hidden, [int(r.fst) for r in batch], [r.diagnosis for r in batch])
+
+        def sample_inputs(prompts: Sequence[str]) -> dict[str, Any]:
+            return module.pipeline_inputs(pipe, prompts, shown)
+
     method = Method(
         parameters=list(params.values()),
         caption=lambda r: caption_of(int(r.fst), r.diagnosis),
         after_step=lambda: None,
         state=lambda: {name: p.detach() for name, p in params.items()},
         load_state=load_state,
+        encode=encode,
+        sample_inputs=sample_inputs,
     )
-    conditions = sorted({(int(r.fst), r.diagnosis) for r in records})
-    conditions = [c for c in conditions if c[0] in config.fsts and c[1] in config.diagnoses]
     result = train_loop(
         config,
         pipe,
@@ -163,11 +335,11 @@ def train_lora(
         records,
         output_dir,
         callbacks=callbacks,
-        sample_prompts=condition_prompts(conditions, caption_of),
+        sample_prompts=[caption_of(f, d) for f, d in shown],
     )
     if not result.stopped:
         record = training_record(config, result, records, dataset)
-        result.output_path = save_lora(pipe, config, output_dir, record)
+        result.output_path = save_lora(pipe, config, output_dir, record, embeddings)
     return result
 
 
@@ -212,6 +384,7 @@ def save_lora(
     config: LoraTrainingConfig,
     output_dir: Path,
     record: dict[str, Any],
+    embeddings: ConditionEmbeddings | None = None,
 ) -> Path:
     """Write ``lora/`` atomically: stock-loadable weights with the training record in the header."""
     unet_config, text_config = lora_configs(config)
@@ -238,6 +411,8 @@ def save_lora(
         save_file(load_file(weights), weights, metadata=metadata)
         if config.textual_inversion:
             shutil.copytree(tokens_folder(config.textual_inversion), tmp / TI_FOLDER)
+        if embeddings is not None:
+            embeddings.save(tmp / CONDITIONS_NAME)
         (tmp / "fairderm_config.json").write_text(config.to_json(), encoding="utf-8")
     return target
 
@@ -254,12 +429,68 @@ def read_lora_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(metadata[METADATA_KEY])
 
 
-def load_lora(pipe: StableDiffusionPipeline, folder: str | Path) -> StableDiffusionPipeline:
-    """Load a FairDerm LoRA output into ``pipe`` with diffusers' loaders (and its tokens)."""
+@dataclass
+class LoadedLora:
+    """A FairDerm LoRA output loaded into a pipeline.
+
+    Args:
+        pipe: The pipeline, with the adapters (and learned tokens) loaded.
+        config (`LoraTrainingConfig`): The training config.
+        adapters (`dict[int, str]`): Per-FST outputs: the adapter name of each skin type
+            (select with ``pipe.set_adapters``); empty for one shared adapter.
+        embeddings (`dict`): Condition embeddings by skin type (per-FST outputs) or under
+            ``None`` (shared); empty without them.
+        folder (`Path`): The ``lora`` folder.
+    """
+
+    pipe: StableDiffusionPipeline
+    config: LoraTrainingConfig
+    adapters: dict[int, str]
+    embeddings: dict[int | None, ConditionEmbeddings]
+    folder: Path
+
+    def embeddings_for(self, fst: int) -> ConditionEmbeddings | None:
+        return self.embeddings.get(fst, self.embeddings.get(None))
+
+
+def lora_folder(folder: str | Path) -> Path:
+    """The ``lora`` folder, given it or the output folder holding it."""
     folder = Path(folder)
-    if (folder / FOLDER / WEIGHTS_NAME).is_file():
+    if (folder / FOLDER / "fairderm_config.json").is_file():
         folder = folder / FOLDER
-    if (folder / TI_FOLDER).is_dir():
-        load_learned_tokens(pipe, folder / TI_FOLDER)
-    pipe.load_lora_weights(str(folder))
-    return pipe
+    if not (folder / "fairderm_config.json").is_file():
+        raise FileNotFoundError(f"folder: {folder} is not a FairDerm LoRA output")
+    return folder
+
+
+def load_lora_output(pipe: StableDiffusionPipeline, folder: str | Path) -> LoadedLora:
+    """Load a FairDerm LoRA output into ``pipe`` with diffusers' loaders (see ``LoadedLora``)."""
+    folder = lora_folder(folder)
+    config = LoraTrainingConfig.from_dict(
+        json.loads((folder / "fairderm_config.json").read_text(encoding="utf-8"))
+    )
+    if config.adapters == "per_fst":
+        parts = {int(sub.name[3:]): sub for sub in folder.glob("fst[1-6]") if sub.is_dir()}
+    else:
+        parts = {0: folder}
+    adapters: dict[int, str] = {}
+    embeddings: dict[int | None, ConditionEmbeddings] = {}
+    tokens_loaded = False
+    for fst, part in sorted(parts.items()):
+        if (part / TI_FOLDER).is_dir() and not tokens_loaded:
+            load_learned_tokens(pipe, part / TI_FOLDER)
+            tokens_loaded = True
+        key = fst if config.adapters == "per_fst" else None
+        if key is None:
+            pipe.load_lora_weights(str(part))
+        else:
+            adapters[key] = f"fst{key}"
+            pipe.load_lora_weights(str(part), adapter_name=adapters[key])
+        if (part / CONDITIONS_NAME).is_file():
+            embeddings[key] = ConditionEmbeddings.load(part / CONDITIONS_NAME, pipe.device)
+    return LoadedLora(pipe, config, adapters, embeddings, folder)
+
+
+def load_lora(pipe: StableDiffusionPipeline, folder: str | Path) -> StableDiffusionPipeline:
+    """Load a FairDerm LoRA output into ``pipe``; return the pipeline."""
+    return load_lora_output(pipe, folder).pipe

@@ -13,7 +13,6 @@ per-image provenance, resumption, sharding and tone gate as the conditional mode
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from generation.plans import GenerationItem
-from generation.sd_finetune.config import LoraTrainingConfig, caption
+from generation.sd_finetune.config import caption
 from generation.stable_diffusion import load_sd_pipeline, pipeline_provenance
 from validation.files import sha256_file
 from validation.lesion import lesion_preservation
@@ -62,6 +61,10 @@ class SDSampler:
     #: Per-image facts of the last call (img2img source, lesion preservation), by item index;
     #: ``generate_images`` stores them in each image's provenance.
     last_details: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Per-FST adapters: ``{fst: adapter name}`` (empty for one shared adapter).
+    adapters: dict[int, str] = field(default_factory=dict)
+    #: Condition embeddings by FST (per-FST adapters) or under ``None``.
+    embeddings: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -84,34 +87,33 @@ class SDSampler:
         scheduler: str | None = None,
         **kwargs: Any,
     ) -> SDSampler:
-        """Load ``base_model`` with a FairDerm LoRA output (and its tokens, if any)."""
-        from generation.sd_finetune.lora import load_lora, read_lora_metadata
+        """Load ``base_model`` with a FairDerm LoRA output (adapters, tokens, embeddings)."""
+        from generation.sd_finetune.config import condition_token
+        from generation.sd_finetune.lora import WEIGHTS_NAME, load_lora_output, read_lora_metadata
+        from generation.sd_finetune.textual_inversion import FOLDER as TI_FOLDER
         from generation.sd_finetune.textual_inversion import tokens_config
 
         pipe = load_sd_pipeline(base_model, device=device, dtype=dtype, scheduler=scheduler)
-        load_lora(pipe, lora_folder)
-        folder = Path(lora_folder)
-        if (folder / "lora").is_dir():
-            folder = folder / "lora"
-        config = LoraTrainingConfig.from_dict(
-            json.loads((folder / "fairderm_config.json").read_text(encoding="utf-8"))
-        )
+        loaded = load_lora_output(pipe, lora_folder)
+        config = loaded.config
+        weights = sorted(loaded.folder.rglob(WEIGHTS_NAME))
         tokens: dict[tuple[int, str], str] = {}
-        if (folder / "textual_inversion").is_dir():
-            from generation.sd_finetune.config import condition_token
-
-            scheme = tokens_config(folder / "textual_inversion").token_scheme
+        ti = next(iter(sorted(loaded.folder.rglob(f"{TI_FOLDER}/tokens.json"))), None)
+        if ti is not None:
+            scheme = tokens_config(ti.parent).token_scheme
             tokens = {
                 (f, d): condition_token(scheme, f, d) for f in range(1, 7) for d in config.diagnoses
             }
         model = {
             "kind": "stable-diffusion-lora",
+            "adapters": config.adapters,
+            "condition_embeddings": config.condition_embeddings,
             "base_model": pipeline_provenance(pipe).to_dict(),
-            "lora_sha256": sha256_file(folder / "pytorch_lora_weights.safetensors"),
-            "lora_training": read_lora_metadata(folder),
+            "lora_sha256": {str(w.relative_to(loaded.folder)): sha256_file(w) for w in weights},
+            "lora_training": read_lora_metadata(weights[0]),
         }
         kwargs.setdefault("resolution", config.resolution)
-        return cls(
+        sampler = cls(
             pipe=pipe,
             caption_template=config.caption_template,
             tokens=tokens,
@@ -119,6 +121,9 @@ class SDSampler:
             diagnoses=tuple(config.diagnoses),
             **kwargs,
         )
+        sampler.adapters = dict(loaded.adapters)
+        sampler.embeddings = dict(loaded.embeddings)
+        return sampler
 
     def prompt(self, item: GenerationItem) -> str:
         return caption(
@@ -137,16 +142,40 @@ class SDSampler:
     def __call__(
         self, items: Sequence[GenerationItem], generators: Sequence[torch.Generator]
     ) -> list[Image.Image]:
-        prompts = [self.prompt(item) for item in items]
+        """One image per item; with per-FST adapters, each skin type with its own adapter."""
         self.last_details = {}
+        if not self.adapters:
+            return self._sample(list(items), list(generators), None)
+        images: dict[int, Image.Image] = {}
+        for fst in sorted({item.fst for item in items}):
+            if fst not in self.adapters:
+                raise ValueError(f"items: the LoRA has no adapter for FST {fst}")
+            group = [(i, g) for i, g in zip(items, generators, strict=True) if i.fst == fst]
+            self.pipe.set_adapters([self.adapters[fst]])
+            made = self._sample([i for i, _ in group], [g for _, g in group], fst)
+            images.update({i.index: image for (i, _), image in zip(group, made, strict=True)})
+        return [images[item.index] for item in items]
+
+    def _text_inputs(self, items: list[GenerationItem], fst: int | None) -> dict[str, Any]:
+        prompts = [self.prompt(item) for item in items]
+        module = self.embeddings.get(fst, self.embeddings.get(None))
+        if module is None:
+            return {"prompt": prompts}
+        conditions = [(item.fst, item.diagnosis) for item in items]
+        return module.pipeline_inputs(self.pipe, prompts, conditions)
+
+    def _sample(
+        self, items: list[GenerationItem], generators: list[torch.Generator], fst: int | None
+    ) -> list[Image.Image]:
+        text = self._text_inputs(items, fst)
         with torch.no_grad():
             if self.mode == "txt2img":
                 return list(
                     self.pipe(
-                        prompts,
+                        **text,
                         num_inference_steps=self.num_inference_steps,
                         guidance_scale=self.guidance_scale,
-                        generator=list(generators),
+                        generator=generators,
                         height=self.resolution,
                         width=self.resolution,
                     ).images
@@ -160,12 +189,12 @@ class SDSampler:
             sources = [_square(path, self.resolution) for path in paths]
             images = list(
                 self._img2img(
-                    prompts,
+                    **text,
                     image=sources,
                     strength=self.strength,
                     num_inference_steps=self.num_inference_steps,
                     guidance_scale=self.guidance_scale,
-                    generator=list(generators),
+                    generator=generators,
                 ).images
             )
         for item, path, source, image in zip(items, paths, sources, images, strict=True):

@@ -35,8 +35,8 @@ from generation.sd_finetune.training import (
     Method,
     SDTrainingResult,
     cast_frozen,
-    condition_prompts,
     load_pipeline,
+    sample_conditions,
     train_loop,
 )
 from validation.files import atomic_directory, atomic_write_text
@@ -142,7 +142,7 @@ def train_textual_inversion(
         records,
         output_dir,
         callbacks=callbacks,
-        sample_prompts=condition_prompts(conditions, caption_of),
+        sample_prompts=[caption_of(f, d) for f, d in sample_conditions(conditions)],
     )
     if not result.stopped:
         result.output_path = save_learned_tokens(pipe, tokens, output_dir, config)

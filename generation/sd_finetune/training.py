@@ -151,14 +151,16 @@ def diffusion_loss(
     pipe: StableDiffusionPipeline,
     scheduler: DDPMScheduler,
     pixels: torch.Tensor,
-    input_ids: torch.Tensor,
+    encode: Callable[[], torch.Tensor],
     generator: torch.Generator,
     autocast: Any,
 ) -> torch.Tensor:
     """The standard latent-diffusion loss: MSE between the UNet's prediction and its target.
 
-    The target is the noise (``epsilon``) or the velocity (``v_prediction``), as the base
-    model's scheduler config says. The loss is computed in fp32 whatever the autocast dtype.
+    ``encode()`` returns the states the UNet cross-attends to (the text encoder's output, plus
+    any condition tokens). The target is the noise (``epsilon``) or the velocity
+    (``v_prediction``), as the base model's scheduler config says. The loss is computed in
+    fp32 whatever the autocast dtype.
     """
     device = pipe.unet.device
     with torch.no_grad():
@@ -179,7 +181,7 @@ def diffusion_loss(
     else:
         target = noise
     with autocast():
-        hidden = pipe.text_encoder(input_ids.to(device))[0]
+        hidden = encode()
         prediction = pipe.unet(noisy.to(pipe.unet.dtype), timesteps, hidden).sample
     return F.mse_loss(prediction.float(), target.float())
 
@@ -191,16 +193,22 @@ def sample_grid(
     steps: int,
     seed: int,
     resolution: int,
+    inputs: Callable[[Sequence[str]], dict[str, Any]] | None = None,
 ) -> Image.Image:
-    """One image per prompt from the training modules themselves, side by side."""
+    """One image per prompt from the training modules themselves, side by side.
+
+    ``inputs(prompts)`` gives the pipeline's text arguments (default ``{"prompt": prompts}``;
+    condition embeddings pass ``prompt_embeds`` instead).
+    """
     was_training = pipe.unet.training
     pipe.unet.eval()
     pipe.text_encoder.eval()
     try:
         generator = torch.Generator(device=pipe.unet.device).manual_seed(seed)
         with torch.no_grad():
+            text = inputs(prompts) if inputs is not None else {"prompt": list(prompts)}
             images = pipe(
-                list(prompts),
+                **text,
                 num_inference_steps=steps,
                 generator=generator,
                 height=resolution,
@@ -234,6 +242,10 @@ class Method:
     state: Callable[[], dict[str, torch.Tensor]]
     load_state: Callable[[dict[str, torch.Tensor]], None]
     weight_decay: float = 1e-2
+    #: ``encode(input_ids, records)``: the cross-attention states (default: the text encoder's).
+    encode: Callable[[torch.Tensor, Sequence[TrainingRecord]], torch.Tensor] | None = None
+    #: ``sample_inputs(prompts)``: the pipeline's text arguments for validation samples.
+    sample_inputs: Callable[[Sequence[str]], dict[str, Any]] | None = None
 
 
 def train_loop(
@@ -320,8 +332,14 @@ def train_loop(
         noise_generator = torch.Generator(device=device).manual_seed(seed)
         batch = cells.draw(config.batch_size, batch_generator)
         pixels = cells.pixels(batch, batch_generator)
-        input_ids = tokenize(pipe, [method.caption(record) for record in batch])
-        loss = diffusion_loss(pipe, scheduler, pixels, input_ids, noise_generator, autocast)
+        input_ids = tokenize(pipe, [method.caption(record) for record in batch]).to(device)
+
+        def encode(ids: torch.Tensor = input_ids, records: list[TrainingRecord] = batch) -> Any:
+            if method.encode is not None:
+                return method.encode(ids, records)
+            return pipe.text_encoder(ids)[0]
+
+        loss = diffusion_loss(pipe, scheduler, pixels, encode, noise_generator, autocast)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss: {loss.item()} at step {step}; lower learning_rate")
         optimizer.zero_grad(set_to_none=True)
@@ -343,6 +361,7 @@ def train_loop(
                     steps=config.validation_steps,
                     seed=config.seed,
                     resolution=config.resolution,
+                    inputs=method.sample_inputs,
                 ),
             )
         if step % config.checkpoint_every == 0 or step == config.train_steps:
@@ -389,15 +408,15 @@ def cast_frozen(
         pipe.text_encoder.to(dtype=dtype)
 
 
-def condition_prompts(
-    conditions: Sequence[tuple[int, str]], caption: Callable[[int, str], str], limit: int = 8
-) -> list[str]:
-    """Validation prompts: one per condition, lightest to darkest skin, at most ``limit``."""
+def sample_conditions(
+    conditions: Sequence[tuple[int, str]], limit: int = 8
+) -> list[tuple[int, str]]:
+    """The conditions of the validation samples: lightest to darkest skin, at most ``limit``."""
     ordered = sorted(conditions, key=lambda c: (c[0], c[1]))
     if len(ordered) > limit:
         picks = np.linspace(0, len(ordered) - 1, limit).round().astype(int)
         ordered = [ordered[i] for i in picks]
-    return [caption(fst, dx) for fst, dx in ordered]
+    return ordered
 
 
 __all__ = [
@@ -406,7 +425,7 @@ __all__ = [
     "Method",
     "SDTrainingResult",
     "cast_frozen",
-    "condition_prompts",
+    "sample_conditions",
     "diffusion_loss",
     "load_pipeline",
     "sample_grid",

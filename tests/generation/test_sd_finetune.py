@@ -323,3 +323,97 @@ def test_lora_on_learned_tokens_carries_them_along(
     prompts = [caption(config.caption_template, f, d, f"<fst{f}>") for f, d in cells]
     grid = stock_grid(pipe, prompts, config.seed, config.validation_steps)
     assert np.abs(grid - np.asarray(recorder.grids[1], dtype=np.int16)).max() <= 1
+
+
+def test_one_lora_per_skin_type_is_selected_at_generation(
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
+) -> None:
+    from generation.generate import generate_images
+    from generation.plans import balanced_plan
+    from generation.sd_finetune.lora import WEIGHTS_NAME, read_lora_metadata, train_lora
+    from generation.sd_finetune.sampling import SDSampler
+
+    config = LoraTrainingConfig(
+        **base(tiny_folder, train_steps=2, sample_every=0, learning_rate=0.02),
+        rank=2,
+        adapters="per_fst",
+    )
+    recorder = Recorder()
+    result = train_lora(config, sd_records, tmp_path / "per-fst", callbacks=recorder)
+    assert recorder.steps == [1, 2, 3, 4] and result.final_step == 4 and result.total_steps == 4
+    assert sorted(p.name for p in result.output_path.iterdir()) == [
+        "fairderm_config.json",
+        "fst1",
+        "fst5",
+    ]
+    for fst in (1, 5):
+        meta = read_lora_metadata(result.output_path / f"fst{fst}")
+        assert meta["training_images"] == 4  # only that skin type's images
+    first = load_file(result.output_path / "fst1" / WEIGHTS_NAME)
+    fifth = load_file(result.output_path / "fst5" / WEIGHTS_NAME)
+    assert first.keys() == fifth.keys()
+    assert any(not torch.equal(first[k], fifth[k]) for k in first)
+
+    sampler = SDSampler.from_lora(str(tiny_folder), result.output_path, num_inference_steps=2)
+    assert sampler.adapters == {1: "fst1", 5: "fst5"}
+    plan = balanced_plan([1, 5], ["nevus"], 1, 11)
+    images = generate_images(sampler, plan, tmp_path / "out", batch_size=2, provenance={})
+    for item, image in zip(plan, images, strict=True):
+        stock = load_sd_pipeline(tiny_folder)
+        stock.load_lora_weights(str(result.output_path / f"fst{item.fst}"))
+        stock.set_progress_bar_config(disable=True)
+        expected = stock(
+            sampler.prompt(item),
+            num_inference_steps=2,
+            guidance_scale=sampler.guidance_scale,
+            generator=torch.Generator().manual_seed(item.seed),
+            height=RES,
+            width=RES,
+        ).images[0]
+        with PIL.Image.open(image.path) as ours:
+            assert np.abs(np.asarray(ours, np.int16) - np.asarray(expected, np.int16)).max() <= 1
+
+
+def test_learned_condition_embeddings_train_with_the_lora_and_load_with_it(
+    tiny_folder: Path, sd_records: list[TrainingRecord], tmp_path: Path
+) -> None:
+    from generation.sd_finetune.lora import CONDITIONS_NAME, ConditionEmbeddings, train_lora
+
+    config = LoraTrainingConfig(
+        **base(tiny_folder, learning_rate=0.05, caption_template="dermoscopy image of a lesion"),
+        rank=2,
+        condition_embeddings="fst_diagnosis",
+    )
+    recorder = Recorder()
+    result = train_lora(config, sd_records, tmp_path / "cond", callbacks=recorder)
+    saved = ConditionEmbeddings.load(result.output_path / CONDITIONS_NAME)
+    start = ConditionEmbeddings(saved.fst.shape[1], config.diagnoses, seed=config.seed)
+    assert not torch.allclose(saved.fst, start.fst)  # trained
+    assert saved.diagnoses == config.diagnoses and saved.extra_tokens == 2
+
+    # One caption for every image: only the embeddings tell the skin types apart.
+    from generation.sd_finetune.lora import load_lora_output
+
+    loaded = load_lora_output(load_sd_pipeline(tiny_folder), result.output_path)
+    pipe = loaded.pipe
+    pipe.set_progress_bar_config(disable=True)
+    module = loaded.embeddings_for(1)
+    assert module is not None
+    cells = [(1, "melanoma"), (1, "nevus"), (5, "melanoma"), (5, "nevus")]
+    prompts = ["dermoscopy image of a lesion"] * 4
+
+    def grid() -> np.ndarray:
+        images = pipe(
+            **module.pipeline_inputs(pipe, prompts, cells),
+            num_inference_steps=config.validation_steps,
+            generator=torch.Generator().manual_seed(config.seed),
+            height=RES,
+            width=RES,
+        ).images
+        return np.concatenate([np.asarray(i, dtype=np.int16) for i in images], axis=1)
+
+    trained = grid()
+    assert np.abs(trained - np.asarray(recorder.grids[3], dtype=np.int16)).max() <= 1
+    with torch.no_grad():
+        module.fst[4] = module.fst[0]  # FST V made to look like FST I
+    assert np.abs(grid()[:, 2 * RES :] - trained[:, 2 * RES :]).max() > 0

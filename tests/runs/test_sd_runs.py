@@ -105,6 +105,10 @@ def test_tokens_then_lora_on_them_from_the_run_framework(tiny_sd: Path) -> None:
     with mock.patch("backend.runs.services.enqueue"):
         generate = launch_run(kind="generate", config=generation, parents=[lora])
         assert execute_run(generate.pk, "test") == Run.Status.SUCCEEDED, generate.error
+    generate.refresh_from_db()
+    lesion = generate.result["lesion_preservation"]
+    assert lesion["overall"]["n"] == 4 and lesion["6"]["n"] == 4
+    assert "structural similarity" in lesion["definition"]
     synthetic = Dataset.objects.get(generated_by=generate)
     sources = {Path(i.file).name for i in dataset.images.filter(fst=1)}
     assert synthetic.images.count() == 4

@@ -302,7 +302,11 @@ def finalize(ctx: RunContext, job: GenerationJob, images: list[GeneratedImage]) 
     if ctx.should_stop():
         return {"stopped": True, "images": len(images), "planned": len(job.plan)}
     dataset = _store(ctx.run, config, gate.images, gate.estimates)
+    summary: dict[str, Any] = {}
+    if config.mode == "img2img":
+        summary["lesion_preservation"] = lesion_summary(gate.images)
     return {
+        **summary,
         "images": len(gate.images),
         "dataset_id": dataset.pk,
         "dataset": dataset.name,
@@ -311,6 +315,30 @@ def finalize(ctx: RunContext, job: GenerationJob, images: list[GeneratedImage]) 
         "per_fst": dataset.counts.get("fst", {}),
         "tone": gate.to_dict(),
     }
+
+
+def lesion_summary(images: list[GeneratedImage]) -> dict[str, Any]:
+    """Mean lesion preservation of img2img images, overall and per FST, with its definition."""
+    from validation.lesion import LesionPreservation
+
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 4) if values else None
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for image in images:
+        found = image.provenance.get("lesion_preservation") or {}
+        groups.setdefault("overall", []).append(found)
+        groups.setdefault(str(image.fst), []).append(found)
+    table = {}
+    for key, rows in groups.items():
+        kept = [r for r in rows if r.get("found")]
+        table[key] = {
+            "n": len(rows),
+            "lesion_found": len(kept),
+            "ssim": mean([r["ssim"] for r in kept]),
+            "mask_iou": mean([r["mask_iou"] for r in kept]),
+        }
+    return {"definition": LesionPreservation.DEFINITION, **table}
 
 
 def _store(

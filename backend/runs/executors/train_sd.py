@@ -12,7 +12,11 @@ import dataclasses
 from typing import Any
 
 from backend.runs.execution import RunContext
-from backend.runs.executors.common import prepare_training, register_artifact
+from backend.runs.executors.common import (
+    prepare_training,
+    register_artifact,
+    restore_checkpoints,
+)
 from backend.runs.executors.train_conditional import RunCallbacks
 from backend.runs.models import Artifact, Run
 from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
@@ -75,6 +79,9 @@ def execute_lora(ctx: RunContext, config: LoraTrainingConfig) -> dict[str, Any]:
         tokens = parent.artifacts.get(name="model").fetch()
         config = dataclasses.replace(config, textual_inversion=str(tokens))
     records = prepare_training(ctx, fsts=config.fsts, diagnoses=config.diagnoses)
+    if config.adapters == "per_fst":  # one adapter (and checkpoint folder) per skin type
+        for fst in config.fsts:
+            restore_checkpoints(ctx.workdir / f"fst{fst}" / "checkpoints")
     datasets = ", ".join(sorted(d.name for d in ctx.run.datasets.all()))
     result = train_lora(
         config,
