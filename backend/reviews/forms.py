@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from backend.accounts.roles import Role
 from backend.datasets.models import Dataset, Image, Origin
-from backend.reviews.models import Answer, Study
+from backend.reviews.models import QUESTION_FIELDS, Answer, Study
 
 YES_NO = [("True", "Yes"), ("False", "No")]
 
@@ -101,20 +101,7 @@ class AnswerForm(forms.ModelForm):
 
     class Meta:
         model = Answer
-        fields = [
-            "judgement",
-            "confidence",
-            "realism",
-            "asymmetry_realistic",
-            "border_realistic",
-            "colour_realistic",
-            "diameter_realistic",
-            "asymmetry_score",
-            "border_score",
-            "colours_score",
-            "structures_score",
-            "comment",
-        ]
+        fields = QUESTION_FIELDS
 
     def answer_values(self) -> dict[str, Any]:
         return {name: self.cleaned_data.get(name) for name in self.Meta.fields} | {

@@ -18,6 +18,22 @@ from django.urls import reverse
 
 from backend.datasets.models import Dataset, Image, Origin
 
+#: The reader's answers to one case, in the order the reading page asks them.
+QUESTION_FIELDS = [
+    "judgement",
+    "confidence",
+    "realism",
+    "asymmetry_realistic",
+    "border_realistic",
+    "colour_realistic",
+    "diameter_realistic",
+    "asymmetry_score",
+    "border_score",
+    "colours_score",
+    "structures_score",
+    "comment",
+]
+
 
 def new_token() -> str:
     """A random 128-bit token, URL-safe."""

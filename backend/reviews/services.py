@@ -20,7 +20,15 @@ from django.utils import timezone
 
 from backend.accounts.roles import Role, has_role
 from backend.datasets.models import Dataset, Image, Origin
-from backend.reviews.models import Answer, Assignment, Case, Slot, Study, new_seed
+from backend.reviews.models import (
+    QUESTION_FIELDS,
+    Answer,
+    Assignment,
+    Case,
+    Slot,
+    Study,
+    new_seed,
+)
 from validation.reader_study import Candidate, draw_matched, matched_capacity, reader_order
 from validation.study_copies import StudyCopySettings, pad_copy, padded_size, study_copy
 
@@ -323,22 +331,7 @@ def strata_table(study: Study) -> list[dict[str, Any]]:
     ]
 
 
-ANSWER_FIELDS = [
-    "judgement",
-    "confidence",
-    "realism",
-    "asymmetry_realistic",
-    "border_realistic",
-    "colour_realistic",
-    "diameter_realistic",
-    "asymmetry_score",
-    "border_score",
-    "colours_score",
-    "structures_score",
-    "comment",
-    "reading_ms",
-    "complete",
-]
+ANSWER_FIELDS = [*QUESTION_FIELDS, "reading_ms", "complete"]
 
 
 def export_rows(study: Study) -> list[dict[str, Any]]:

@@ -166,3 +166,27 @@ def prepare_training(ctx: Any, *, fsts: Any, diagnoses: Any) -> list[Any]:
         f"device {ctx.device}"
     )
     return records
+
+
+def register_training_outputs(
+    ctx: Any,
+    summary: dict[str, Any],
+    *,
+    checkpoint: Path | None,
+    model: Path | None,
+    stopped: bool,
+    final_step: int,
+    total_steps: int,
+    final_loss: float | None,
+) -> dict[str, Any]:
+    """Record a training's last checkpoint and model as artifacts; return the run's result.
+
+    A stopped training (cancelled, timed out) keeps its checkpoint and gets ``stopped``.
+    """
+    if checkpoint is not None:
+        register_artifact(ctx.run, "last-checkpoint", Artifact.Kind.CHECKPOINT, checkpoint)
+    if stopped or model is None:
+        return {**summary, "stopped": True}
+    artifact = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, model)
+    ctx.progress(final_step, total_steps, final_loss)
+    return {**summary, "model": artifact.path, "model_sha256": artifact.sha256}

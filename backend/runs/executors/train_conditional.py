@@ -11,9 +11,8 @@ from backend.runs.execution import RunContext
 from backend.runs.executors.common import (
     prepare_training,
     publish_checkpoint,
-    register_artifact,
+    register_training_outputs,
 )
-from backend.runs.models import Artifact
 from generation.conditional import (
     ConditionalDiffusionConfig,
     TrainingCallback,
@@ -54,15 +53,13 @@ def execute(ctx: RunContext, config: ConditionalDiffusionConfig) -> dict[str, An
         "seconds": round(result.seconds, 1),
         "training_images": len(records),
     }
-    if result.checkpoint_path is not None:
-        register_artifact(
-            ctx.run, "last-checkpoint", Artifact.Kind.CHECKPOINT, result.checkpoint_path
-        )
-    if result.stopped or result.model_path is None:
-        summary["stopped"] = True
-        return summary
-    model = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, result.model_path)
-    summary["model"] = model.path
-    summary["model_sha256"] = model.sha256
-    ctx.progress(result.final_step, result.total_steps, result.final_loss)
-    return summary
+    return register_training_outputs(
+        ctx,
+        summary,
+        checkpoint=result.checkpoint_path,
+        model=result.model_path,
+        stopped=result.stopped,
+        final_step=result.final_step,
+        total_steps=result.total_steps,
+        final_loss=result.final_loss,
+    )

@@ -14,11 +14,11 @@ from typing import Any
 from backend.runs.execution import RunContext
 from backend.runs.executors.common import (
     prepare_training,
-    register_artifact,
+    register_training_outputs,
     restore_checkpoints,
 )
 from backend.runs.executors.train_conditional import RunCallbacks
-from backend.runs.models import Artifact, Run
+from backend.runs.models import Run
 from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
 
 #: ``LoraTrainingConfig.textual_inversion`` value meaning "the tokens of my parent run".
@@ -40,18 +40,16 @@ def _summary(result: Any, records: list[Any]) -> dict[str, Any]:
 
 
 def _finish(ctx: RunContext, result: Any, summary: dict[str, Any]) -> dict[str, Any]:
-    if result.checkpoint_path is not None:
-        register_artifact(
-            ctx.run, "last-checkpoint", Artifact.Kind.CHECKPOINT, result.checkpoint_path
-        )
-    if result.stopped or result.output_path is None:
-        summary["stopped"] = True
-        return summary
-    model = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, result.output_path)
-    summary["model"] = model.path
-    summary["model_sha256"] = model.sha256
-    ctx.progress(result.final_step, result.total_steps, result.final_loss)
-    return summary
+    return register_training_outputs(
+        ctx,
+        summary,
+        checkpoint=result.checkpoint_path,
+        model=result.output_path,
+        stopped=result.stopped,
+        final_step=result.final_step,
+        total_steps=result.total_steps,
+        final_loss=result.final_loss,
+    )
 
 
 def execute_textual_inversion(ctx: RunContext, config: TextualInversionConfig) -> dict[str, Any]:
