@@ -131,14 +131,31 @@ class TinySDConfig:
     text_intermediate_size: int = 37
     tokenizer_max_merges: int = 1000
     seed: int = 0
+    sd_block_layout: bool = False
+    text_vocab_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("unet_channels", "vae_channels"):
             object.__setattr__(self, name, _channels(name, getattr(self, name)))
         for spec in fields(self):
-            if spec.name in ("unet_channels", "vae_channels", "seed"):
+            if spec.name in (
+                "unet_channels", "vae_channels", "seed", "sd_block_layout", "text_vocab_size"
+            ):  # fmt: skip
                 continue
             _positive_int(spec.name, getattr(self, spec.name))
+        if not isinstance(self.sd_block_layout, bool):
+            raise ValueError(
+                f"sd_block_layout: must be true or false, got {self.sd_block_layout!r}"
+            )
+        if (
+            isinstance(self.text_vocab_size, bool)
+            or not isinstance(self.text_vocab_size, int)
+            or self.text_vocab_size < 0
+        ):
+            raise ValueError(
+                f"text_vocab_size: must be 0 (the tokenizer's size) or a positive integer, "
+                f"got {self.text_vocab_size!r}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
         downsampling = self.vae_scale_factor * 2 ** (len(self.unet_channels) - 1)
@@ -169,6 +186,31 @@ class TinySDConfig:
                 f"text_attention_heads: must divide text_hidden_size ({self.text_hidden_size}), "
                 f"got {self.text_attention_heads}"
             )
+
+    @classmethod
+    def sd15(cls, **overrides: Any) -> TinySDConfig:
+        """The Stable Diffusion 1.5 architecture (860 M UNet parameters), random weights.
+
+        For throughput and memory measurements, which do not depend on the weights' values:
+        the same layers, widths and text encoder as ``runwayml/stable-diffusion-v1-5``, with
+        the kit's tokenizer in front of a 49,408-row embedding table.
+        """
+        values: dict[str, Any] = {
+            "image_size": 512,
+            "unet_channels": (320, 640, 1280, 1280),
+            "unet_layers_per_block": 2,
+            "unet_attention_heads": 8,
+            "vae_channels": (128, 256, 512, 512),
+            "vae_layers_per_block": 2,
+            "cross_attention_dim": 768,
+            "text_hidden_size": 768,
+            "text_layers": 12,
+            "text_attention_heads": 12,
+            "text_intermediate_size": 3072,
+            "sd_block_layout": True,
+            "text_vocab_size": 49408,
+        }
+        return cls(**{**values, **overrides})
 
     @property
     def vae_scale_factor(self) -> int:
@@ -336,8 +378,16 @@ def build_tiny_sd_pipeline(config: TinySDConfig | None = None) -> StableDiffusio
             out_channels=config.latent_channels,
             block_out_channels=config.unet_channels,
             layers_per_block=config.unet_layers_per_block,
-            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n_unet - 1),
-            up_block_types=("CrossAttnUpBlock2D",) * (n_unet - 1) + ("UpBlock2D",),
+            down_block_types=(
+                ("CrossAttnDownBlock2D",) * (n_unet - 1) + ("DownBlock2D",)
+                if config.sd_block_layout
+                else ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n_unet - 1)
+            ),
+            up_block_types=(
+                ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_unet - 1)
+                if config.sd_block_layout
+                else ("CrossAttnUpBlock2D",) * (n_unet - 1) + ("UpBlock2D",)
+            ),
             cross_attention_dim=config.cross_attention_dim,
             attention_head_dim=config.unet_attention_heads,
             norm_num_groups=config.norm_num_groups,
@@ -357,7 +407,7 @@ def build_tiny_sd_pipeline(config: TinySDConfig | None = None) -> StableDiffusio
         torch.manual_seed(config.seed + 2)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(tokenizer),
+                vocab_size=max(config.text_vocab_size, len(tokenizer)),
                 hidden_size=config.text_hidden_size,
                 intermediate_size=config.text_intermediate_size,
                 num_hidden_layers=config.text_layers,

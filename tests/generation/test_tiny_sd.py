@@ -459,3 +459,17 @@ def test_textual_inversion_file_adds_the_token(
     rows = pipe.text_encoder.get_input_embeddings().weight
     assert rows.shape[0] >= size + 1
     assert torch.allclose(rows[token_id], embedding[0])
+
+
+def test_the_sd15_architecture_config_and_the_sd_block_layout() -> None:
+    config = TinySDConfig.sd15()
+    assert config.unet_channels == (320, 640, 1280, 1280) and config.cross_attention_dim == 768
+    assert config.text_vocab_size == 49408 and config.sd_block_layout
+    assert TinySDConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="^text_vocab_size: "):
+        TinySDConfig(text_vocab_size=-1)
+    # The SD layout, small: cross-attention on every level but the deepest, as in SD 1.x.
+    small = build_tiny_sd_pipeline(TinySDConfig(sd_block_layout=True, text_vocab_size=500))
+    assert small.unet.config.down_block_types == ["CrossAttnDownBlock2D", "DownBlock2D"]
+    assert small.unet.config.up_block_types == ["UpBlock2D", "CrossAttnUpBlock2D"]
+    assert small.text_encoder.get_input_embeddings().num_embeddings == 500
