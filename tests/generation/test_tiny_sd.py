@@ -469,7 +469,7 @@ def test_the_sd15_architecture_config_and_the_sd_block_layout() -> None:
     with pytest.raises(ValueError, match="^text_vocab_size: "):
         TinySDConfig(text_vocab_size=-1)
     # The SD layout, small: cross-attention on every level but the deepest, as in SD 1.x.
-    small = build_tiny_sd_pipeline(TinySDConfig(sd_block_layout=True, text_vocab_size=500))
+    small = build_tiny_sd_pipeline(TinySDConfig(sd_block_layout=True, text_vocab_size=2000))
     assert list(small.unet.config.down_block_types) == ["CrossAttnDownBlock2D", "DownBlock2D"]
     assert list(small.unet.config.up_block_types) == ["UpBlock2D", "CrossAttnUpBlock2D"]
-    assert small.text_encoder.get_input_embeddings().num_embeddings == 500
+    assert small.text_encoder.get_input_embeddings().num_embeddings == 2000
