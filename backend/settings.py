@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "backend.accounts",
     "backend.datasets",
     "backend.runs",
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -201,6 +203,20 @@ STORAGES = {
 }
 
 # --- Security ---------------------------------------------------------------------------------
+# Content-Security-Policy (django-csp): scripts only from our own static files, never inline;
+# inline style attributes (progress bar widths) are allowed, remote content is not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -250,6 +266,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Datasets, runs and results of the FairDerm synthetic-dermoscopy platform.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema names every field of every model: for the people who may read the data.
+    "SERVE_PERMISSIONS": ["backend.accounts.access.CanViewData"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -199,3 +199,13 @@ def wait_for(
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout} s waiting for {message}")
+
+
+def wait_for_js(page: Any, expression: str, timeout: float = 15) -> Any:
+    """Poll a JavaScript expression in ``page`` until it is truthy.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page,
+    which the site's Content-Security-Policy (no ``unsafe-eval``) rightly refuses; ``evaluate``
+    goes through the DevTools protocol instead.
+    """
+    return wait_for(lambda: page.evaluate(expression), timeout, 0.1, f"`{expression}` in the page")

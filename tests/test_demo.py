@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import services_required
+from tests.conftest import services_required, wait_for_js
 from tests.web.test_browser import CHROMIUM_FLAGS, chromium_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,8 +154,8 @@ def check_grid_in_browser(grid_url: str, port: int, password: str) -> None:
         assert page.locator("#latest-synthetic img").count() == 24
         page.goto(grid_url)
         assert page.locator("#sample-grid tbody tr").count() == 6
-        page.wait_for_function(
-            "Array.from(document.querySelectorAll('#sample-grid img')).every(i => i.complete)"
+        wait_for_js(
+            page, "Array.from(document.querySelectorAll('#sample-grid img')).every(i => i.complete)"
         )
         widths = page.eval_on_selector_all(
             "#sample-grid img", "els => els.map(e => e.naturalWidth)"

@@ -20,9 +20,44 @@ class Role(StrEnum):
     LEAD = "Leads"
 
 
+#: Admin permissions per role ("app_label.action_model"). ML engineers manage datasets, runs
+#: and studies in the admin; user accounts and login records stay with superusers. Readers
+#: and leads are not staff and never use the admin.
+ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
+    Role.ML_ENGINEER: tuple(
+        f"{app}.{action}_{model}"
+        for app, models, actions in (
+            ("datasets", ("dataset", "image", "trainingset"), ("view", "add", "change", "delete")),
+            ("runs", ("run",), ("view", "add", "change")),
+            ("runs", ("artifact", "runshard"), ("view",)),
+            ("reviews", ("study",), ("view", "add", "change")),
+            ("reviews", ("answer", "slot"), ("view",)),
+        )
+        for model in models
+        for action in actions
+    ),
+    Role.DERMATOLOGIST: (),
+    Role.LEAD: (),
+}
+
+
 def ensure_role_groups() -> dict[Role, Group]:
-    """Create the role groups if missing and return them."""
-    return {role: Group.objects.get_or_create(name=role.value)[0] for role in Role}
+    """Create the role groups if missing, give each its permissions, and return them.
+
+    Runs after every ``migrate`` (``AccountsConfig.ready``), so a new model's permissions
+    reach the groups without a manual step. Permissions not created yet are skipped.
+    """
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    groups = {role: Group.objects.get_or_create(name=role.value)[0] for role in Role}
+    for role, names in ROLE_PERMISSIONS.items():
+        query = Q(pk__in=[])
+        for name in names:
+            app, codename = name.split(".", 1)
+            query |= Q(content_type__app_label=app, codename=codename)
+        groups[role].permissions.set(Permission.objects.filter(query))
+    return groups
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[Role]:

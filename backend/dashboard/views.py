@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 from backend.accounts.roles import can_view_data
 from backend.datasets.models import Dataset, Origin
@@ -10,6 +11,7 @@ from backend.reviews.views import reader_home_context
 from backend.runs.models import Run
 
 
+@require_safe
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """The landing page: pipeline overview for ML engineers and leads, studies for readers."""

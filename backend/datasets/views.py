@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_safe
 
 from backend.accounts.access import data_viewer_required
 from backend.datasets.charts import fst_mix, ita_histogram
@@ -40,12 +41,14 @@ def tone_rows(tone: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+@require_safe
 @data_viewer_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = Dataset.objects.select_related("generated_by").all()
     return render(request, "datasets/list.html", {"datasets": datasets})
 
 
+@require_safe
 @data_viewer_required
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_dataset_for_user(request, pk)
@@ -76,6 +79,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "datasets/detail.html", context)
 
 
+@require_safe
 @data_viewer_required
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     image = get_image_for_user(request, pk)

@@ -18,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from backend.accounts.access import (
     data_viewer_required,
@@ -35,12 +35,14 @@ from backend.reviews.models import Answer, Study
 # --- Readers ---------------------------------------------------------------------------------
 
 
+@require_safe
 @login_required
 def my_studies(request: HttpRequest) -> HttpResponse:
     assignments = services.assignments_for_reader(request.user)
     return render(request, "reviews/my_studies.html", {"assignments": assignments})
 
 
+@require_safe
 @login_required
 def reading(request: HttpRequest, pk: int) -> HttpResponse:
     """Resume where the reader left off, or the end page once there is nothing to do."""
@@ -128,6 +130,7 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("reviews:reading", pk=assignment.pk)
 
 
+@require_safe
 @login_required
 def image(request: HttpRequest, token: str) -> HttpResponse:
     """One study image, by the reader's own token; every image gets the same headers."""
@@ -143,6 +146,7 @@ def image(request: HttpRequest, token: str) -> HttpResponse:
 # --- Study admins ----------------------------------------------------------------------------
 
 
+@require_safe
 @data_viewer_required
 def study_list(request: HttpRequest) -> HttpResponse:
     return render(request, "reviews/study_list.html", {"studies": Study.objects.all()})
@@ -183,6 +187,7 @@ def _add_errors(form: Any, exc: ValidationError) -> None:
         form.add_error(None, exc.messages)
 
 
+@require_safe
 @data_viewer_required
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_study_for_admin(request.user, pk)
@@ -224,6 +229,7 @@ def _closed_study(request: HttpRequest, pk: int) -> Study:
     return study
 
 
+@require_safe
 @data_viewer_required
 def export_csv(request: HttpRequest, pk: int) -> HttpResponse:
     study = _closed_study(request, pk)
@@ -238,6 +244,7 @@ def export_csv(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+@require_safe
 @data_viewer_required
 def export_json(request: HttpRequest, pk: int) -> HttpResponse:
     study = _closed_study(request, pk)

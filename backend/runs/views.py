@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from backend.accounts.access import data_viewer_required, launcher_required
 from backend.http import private_file
@@ -52,6 +52,7 @@ def progress_payload(run: Run) -> dict[str, Any]:
     }
 
 
+@require_safe
 @data_viewer_required
 def run_list(request: HttpRequest) -> HttpResponse:
     runs = Run.objects.all()
@@ -71,6 +72,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/list.html", context)
 
 
+@require_safe
 @data_viewer_required
 def run_compare(request: HttpRequest) -> HttpResponse:
     """Two runs side by side (``?a=<id>&b=<id>``): config differences, results, loss curves."""
@@ -93,6 +95,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/compare.html", context)
 
 
+@require_safe
 @data_viewer_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_run_for_user(request, pk)
@@ -109,6 +112,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "runs/detail.html", context)
 
 
+@require_safe
 @data_viewer_required
 def run_progress(request: HttpRequest, pk: int) -> JsonResponse:
     run = get_run_for_user(request, pk)
@@ -117,6 +121,7 @@ def run_progress(request: HttpRequest, pk: int) -> JsonResponse:
     return response
 
 
+@require_safe
 @data_viewer_required
 def run_sample(request: HttpRequest, pk: int) -> FileResponse:
     run = get_run_for_user(request, pk)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backend.reviews.models import Answer, Assignment
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_js
 from tests.reviews.factories import make_study
 from tests.web.test_browser import browser, log_in  # noqa: F401 (the browser fixture)
 
@@ -19,14 +19,15 @@ ABCD = ("asymmetry_realistic", "border_realistic", "colour_realistic", "diameter
 
 
 def wait_for_image(page: Any) -> None:
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "(() => { const i = document.getElementById('case-image');"
-        " return i.complete && i.naturalWidth === 32; })()"
+        " return i.complete && i.naturalWidth === 32; })()",
     )
 
 
 def wait_for_progress(page: Any, answered: int) -> None:
-    page.wait_for_function(f"document.getElementById('progress').value === {answered}")
+    wait_for_js(page, f"document.getElementById('progress').value === {answered}")
 
 
 def case_url(base: str, assignment: Assignment, position: int) -> str:
@@ -43,6 +44,16 @@ def test_a_reader_answers_with_mouse_and_keyboard_resumes_after_a_reload_and_sub
     assignment = Assignment.objects.get(study=study, reader=reader_a)
     base = live_server.url
     page = browser.new_page()
+    errors: list[str] = []  # script errors and policy violations (not a missing favicon)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
     log_in(page, base, reader_a.username)
     page.click("#my-studies a:has-text('Start')")
     page.wait_for_url(case_url(base, assignment, 1))
@@ -102,6 +113,7 @@ def test_a_reader_answers_with_mouse_and_keyboard_resumes_after_a_reload_and_sub
     page.click("#submit-study")
     page.wait_for_selector("#finished")
     assert "submitted" in page.inner_text("#finished")
+    assert errors == [], errors  # e.g. a Content-Security-Policy violation
     page.close()
 
     assignment.refresh_from_db()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.accounts.factories import PASSWORD
-from tests.conftest import services_required
+from tests.conftest import services_required, wait_for_js
 from tests.datasets.factories import DatasetFactory, ImageFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -79,8 +79,8 @@ def test_an_ml_engineer_sees_the_fst_grid_with_decoded_images(
     assert rows.nth(1).locator("th").inner_text() == "VI"
     images = page.locator("#sample-grid img")
     assert images.count() == 4
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('#sample-grid img')).every(i => i.complete)"
+    wait_for_js(
+        page, "Array.from(document.querySelectorAll('#sample-grid img')).every(i => i.complete)"
     )
     widths = page.eval_on_selector_all("#sample-grid img", "els => els.map(e => e.naturalWidth)")
     assert widths == [16, 16, 16, 16]
