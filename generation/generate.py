@@ -29,6 +29,8 @@ from validation.files import atomic_path, sha256_file, sweep_temp_files
 logger = logging.getLogger(__name__)
 
 PROVENANCE_KEY = "fairderm:provenance"
+#: A temporary file younger than this may be another shard's write in progress.
+TEMP_FILE_GRACE_SECONDS = 600.0
 #: Per-image provenance fields; they override same-named keys of the caller's provenance.
 ITEM_FIELDS = ("index", "seed", "fst", "diagnosis")
 
@@ -188,7 +190,8 @@ def generate_images(
         raise ValueError("items: negative index")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    sweep_temp_files(output_dir)
+    # Other shards may be writing into this folder now: leave their fresh temporary files.
+    sweep_temp_files(output_dir, min_age=TEMP_FILE_GRACE_SECONDS)
     width = max(6, len(str(max(indices, default=0))))
 
     done: dict[int, GeneratedImage] = {}

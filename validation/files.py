@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -98,15 +99,28 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def sweep_temp_files(root: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files and folders that an interrupted atomic write left under ``root``."""
+def sweep_temp_files(root: str | os.PathLike[str], *, min_age: float = 0.0) -> list[Path]:
+    """Remove the temporary files and folders that an interrupted atomic write left under ``root``.
+
+    Args:
+        root: The folder to sweep (recursively).
+        min_age: Only remove temporary entries not modified for this many seconds. Where
+            another process may be writing into the same folder right now (shards of one
+            run, workers sharing a volume), a young temporary file is a write in progress.
+    """
     removed: list[Path] = []
     root = Path(root)
     if not root.exists():
         return removed
+    now = time.time()
     for candidate in sorted(
         root.rglob(f".*{TEMP_SUFFIX}"), key=lambda p: len(p.parts), reverse=True
     ):
+        try:
+            if min_age and now - candidate.lstat().st_mtime < min_age:
+                continue
+        except FileNotFoundError:  # finished (renamed) or removed meanwhile
+            continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)
         else:

@@ -163,6 +163,31 @@ def _close_stale_connections_after(**_: Any) -> None:
     close_old_connections()
 
 
+#: Temporary files older than this are leftovers of a crashed write, not writes in progress.
+STARTUP_SWEEP_MIN_AGE = 3600.0
+
+
+@worker_ready.connect
+def _sweep_leftovers(**_: Any) -> None:
+    """Remove what interrupted atomic writes left in this machine's file roots (in the
+    background; only old temporary files, as other workers may share the folders)."""
+    from django.conf import settings
+
+    from validation.files import sweep_temp_files
+
+    def sweep() -> None:
+        for root in (settings.MEDIA_ROOT, settings.ARTIFACTS_ROOT):
+            try:
+                removed = sweep_temp_files(root, min_age=STARTUP_SWEEP_MIN_AGE)
+            except OSError:
+                logger.exception("sweeping %s failed", root)
+                continue
+            if removed:
+                logger.info("removed %d leftover temporary files under %s", len(removed), root)
+
+    threading.Thread(target=sweep, name="fairderm-sweep", daemon=True).start()
+
+
 @worker_ready.connect
 def _start_reaper(**_: Any) -> None:
     """Every worker looks for runs whose worker died, once per lease period (see reap_stale_runs)."""
