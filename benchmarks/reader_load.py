@@ -152,8 +152,13 @@ def _reader(base: str, login: ReaderLogin, result: LoadResult, double_every: int
         fail(f"{type(exc).__name__}: {exc}")
 
 
-def run_load(base: str, logins: list[ReaderLogin], double_every: int = 10) -> LoadResult:
-    """Run every reader in its own thread against ``base``; return latencies and errors."""
+def run_load(
+    base: str, logins: list[ReaderLogin], double_every: int = 10, spawn_rate: float = 0.0
+) -> LoadResult:
+    """Run every reader in its own thread against ``base``; return latencies and errors.
+
+    ``spawn_rate`` readers start per second (as Locust's ``-r``; 0 starts all at once).
+    """
     result = LoadResult()
     threads = [
         threading.Thread(target=_reader, args=(base, login, result, double_every), daemon=True)
@@ -161,6 +166,8 @@ def run_load(base: str, logins: list[ReaderLogin], double_every: int = 10) -> Lo
     ]
     for thread in threads:
         thread.start()
+        if spawn_rate:
+            time.sleep(1.0 / spawn_rate)
     for thread in threads:
         thread.join()
     return result
@@ -201,6 +208,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=100, help="cases per study (half synthetic)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--with-run", action="store_true", help="train a model meanwhile")
+    parser.add_argument("--spawn-rate", type=float, default=10.0, help="readers started per second")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -248,7 +256,7 @@ def main() -> None:
         if args.with_run:
             worker = _start_training(env)
         started = time.perf_counter()
-        result = run_load(base, logins)
+        result = run_load(base, logins, spawn_rate=args.spawn_rate)
         seconds = time.perf_counter() - started
     finally:
         server.terminate()
@@ -273,6 +281,7 @@ def main() -> None:
             "cases": args.cases,
             "gunicorn_workers": args.workers,
             "training_meanwhile": args.with_run,
+            "spawn_rate": args.spawn_rate,
             "database": django.conf.settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         },
         "seconds": round(seconds, 1),

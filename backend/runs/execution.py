@@ -11,6 +11,7 @@ worker that lost its lease cannot overwrite the outcome of the one that took ove
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -275,6 +276,21 @@ def claim_run(run_pk: int, worker_host: str) -> uuid.UUID | None:
     return token
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is ENOSPC; libraries such as safetensors report it
+    as their own error type with the OS message inside."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _finish(run_pk: int, token: uuid.UUID, **fields: Any) -> bool:
     fields.setdefault("finished_at", timezone.now())
     fields["lease_token"] = None
@@ -360,10 +376,11 @@ def run_under_lease(
     except Exception as exc:
         logger.exception("run %s failed", run.pk)
         reporter.log(f"failed: {exc.__class__.__name__}: {exc}")
-        status, fields = (
-            Run.Status.FAILED,
-            {"error": "".join(traceback.format_exception(exc))[-5000:]},
-        )
+        error = "".join(traceback.format_exception(exc))[-5000:]
+        if _disk_full(exc):
+            # Said first, in words: the traceback alone reads like a bug.
+            error = f"disk full (ENOSPC): no space left on the device\n\n{error}"
+        status, fields = Run.Status.FAILED, {"error": error}
     finally:
         heartbeat.finish()
     elapsed = time.monotonic() - started
