@@ -26,7 +26,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
@@ -125,13 +132,22 @@ class ProgressReporter:
             }
             if self._gpu_memory_mb is not None:
                 fields["peak_gpu_memory_mb"] = self._gpu_memory_mb
-        Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(**fields)
-        self._last_flush = now
+        if self._write(**fields):
+            self._last_flush = now
 
     def set_latest_sample(self, relative_path: str) -> None:
-        Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(
-            latest_sample=relative_path
-        )
+        self._write(latest_sample=relative_path)
+
+    def _write(self, **fields: Any) -> bool:
+        """Write progress to the row; a database outage is logged and the next flush retries
+        (progress is worth less than the job: a restarting database must not stop training)."""
+        try:
+            Run.objects.filter(pk=self.run_pk, lease_token=self.lease_token).update(**fields)
+        except DatabaseError:
+            logger.warning("run %s: progress not saved (database unavailable)", self.run_pk)
+            close_old_connections()
+            return False
+        return True
 
 
 class Heartbeat(threading.Thread):
@@ -291,10 +307,26 @@ def _disk_full(exc: BaseException) -> bool:
     return False
 
 
+#: How long the final status write keeps trying through a database outage (seconds).
+FINISH_RETRY_SECONDS = 120.0
+
+
 def _finish(run_pk: int, token: uuid.UUID, **fields: Any) -> bool:
+    """Record the outcome (and give the lease up); retried while the database restarts."""
     fields.setdefault("finished_at", timezone.now())
     fields["lease_token"] = None
-    return bool(Run.objects.filter(pk=run_pk, lease_token=token).update(**fields))
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return bool(Run.objects.filter(pk=run_pk, lease_token=token).update(**fields))
+        except (OperationalError, InterfaceError):
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("run %s: outcome not saved yet (database unavailable); retrying", run_pk)
+            close_old_connections()
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def execute_run(
