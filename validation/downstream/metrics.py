@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from validation.vocabulary import FST, FST_GROUPS
 
-#: Every group a downstream result reports: the six types, the three target groups, all.
-GROUPS: tuple[str, ...] = (*(f.roman for f in FST), *FST_GROUPS, "all")
+#: Every group a downstream result reports: the six types, the target groups I-III and V-VI
+#: (group IV is type IV), and all images.
+GROUPS: tuple[str, ...] = tuple(dict.fromkeys([*(f.roman for f in FST), *FST_GROUPS, "all"]))
 
 
 def group_masks(fsts: Sequence[int | None]) -> dict[str, np.ndarray]:
@@ -178,13 +180,17 @@ def paired_difference(
     if draws is None:
         return None
     base_boot, aug_boot = draws.auroc(baseline), draws.auroc(augmented)
+    defined = base_boot > 0  # a resample with baseline AUROC 0 has no relative change
+    relative_boot = (aug_boot[defined] - base_boot[defined]) / base_boot[defined]
     return PairedDifference(
         baseline=base_point,
         augmented=aug_point,
         absolute=aug_point - base_point,
         absolute_ci=percentile_ci(aug_boot - base_boot, confidence),
-        relative=(aug_point - base_point) / base_point,
-        relative_ci=percentile_ci((aug_boot - base_boot) / base_boot, confidence),
+        relative=(aug_point - base_point) / base_point if base_point > 0 else math.nan,
+        relative_ci=percentile_ci(relative_boot, confidence)
+        if relative_boot.size
+        else (math.nan, math.nan),
     )
 
 
