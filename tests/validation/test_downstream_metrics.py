@@ -209,3 +209,16 @@ def test_phantom_or_stand_in_results_never_count_as_literature_evidence() -> Non
     assert evidence(["imagenet"], "ddi")["counts_toward_literature_target"] is True
     assert evidence(["imagenet"], "phantom")["counts_toward_literature_target"] is False
     assert evidence(["stand-in"], "ddi")["reasons"][0].startswith("classifier weights")
+
+
+def test_ddi_ranges_count_in_their_group_only() -> None:
+    y = np.array([1, 0, 1, 0, 1, 0])
+    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.7])
+    fsts = [(5, 6), (5, 6), (1, 2), (1, 2), (3, 4), None]
+    masks = group_masks(fsts)
+    assert masks["V-VI"].tolist() == [True, True, False, False, False, False]
+    assert masks["I-III"].tolist() == [False, False, True, True, False, False]
+    assert not masks["V"].any() and not masks["IV"].any()
+    table = group_table(y, scores, fsts, threshold=0.5)
+    assert table["V-VI"]["n"] == 2 and table["V-VI"]["auroc"] == 1.0
+    assert "V" not in table and table["all"]["n"] == 6

@@ -40,6 +40,8 @@ class Sample:
         diagnosis: Shared diagnosis code.
         malignant: The binary label.
         fst: Fitzpatrick skin type 1-6, or ``None`` where unknown (left out of per-FST figures).
+        fst_range: ``(low, high)`` where only a range is known (DDI's V-VI): the image counts
+            in the FST group holding the range, in no single type.
         origin: ``real`` or ``synthetic``.
         split: ``train``, ``val``, ``test`` or ``external-test``.
         source: The dataset the image belongs to; lesion ids are unique within a source.
@@ -53,6 +55,7 @@ class Sample:
     diagnosis: str
     malignant: bool
     fst: int | None
+    fst_range: tuple[int, int] | None = None
     origin: str = "real"
     split: str = "train"
     source: str = ""
@@ -70,8 +73,17 @@ class Sample:
             raise ValueError(f"diagnosis: unknown code {self.diagnosis!r}")
         if self.fst is not None and self.fst not in range(1, 7):
             raise ValueError(f"fst: must be 1-6 or None, got {self.fst!r}")
+        if self.fst_range is not None and not (
+            len(self.fst_range) == 2 and 1 <= self.fst_range[0] <= self.fst_range[1] <= 6
+        ):
+            raise ValueError(f"fst_range: must be (low, high) within 1-6, got {self.fst_range!r}")
         if self.locked and self.split != "external-test":
             raise ValueError(f"split: a locked sample must be external-test, got {self.split!r}")
+
+    @property
+    def fst_value(self) -> int | tuple[int, int] | None:
+        """The type if known exactly, else the range, else ``None`` (for group metrics)."""
+        return self.fst if self.fst is not None else self.fst_range
 
     @property
     def lesion_key(self) -> tuple[str, str]:

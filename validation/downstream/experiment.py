@@ -204,7 +204,7 @@ def run_experiment(
         predictions.setdefault(item.arm.name, {})[item.seed] = predict_scores(
             model, config.classifier, classes, test, cache, device
         )
-    results = evaluate(config, trained, test, predictions)
+    results = json_safe(evaluate(config, trained, test, predictions))
     results["classes"] = list(classes)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["data"] = {
@@ -216,14 +216,27 @@ def run_experiment(
     }
     results["predictions"] = {
         "keys": [s.key for s in test],
-        "fst": [s.fst for s in test],
+        "fst": [s.fst_value for s in test],
         "malignant": [int(s.malignant) for s in test],
         "scores": {
             arm: {str(seed): [round(float(v), 6) for v in scores] for seed, scores in by.items()}
             for arm, by in predictions.items()
         },
     }
-    return results
+    return json_safe(results)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` and tuples as lists (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def evaluate(
@@ -234,7 +247,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Per-arm per-group metrics, paired differences against the baseline, go/no-go inputs."""
     y = np.array([int(s.malignant) for s in test])
-    fsts = [s.fst for s in test]
+    fsts = [s.fst_value for s in test]
     masks = group_masks(fsts)
     seeds = list(config.seeds)
     rng = np.random.default_rng(config.bootstrap_seed)

@@ -36,13 +36,37 @@ from validation.vocabulary import FST, FST_GROUPS
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys([*(f.roman for f in FST), *FST_GROUPS, "all"]))
 
 
-def group_masks(fsts: Sequence[int | None]) -> dict[str, np.ndarray]:
+FstValue = int | tuple[int, int] | None
+
+
+def fst_labels(fsts: Sequence[FstValue]) -> tuple[np.ndarray, np.ndarray]:
+    """Type labels ("I".."VI") and group labels ("I-III", "IV", "V-VI") of each image.
+
+    An entry is a skin type, a ``(low, high)`` range (DDI labels V-VI as one range: such an
+    image counts in its group but in no single type) or ``None``; what cannot be placed is
+    ``"unknown"`` and counts only in ``all``.
+    """
+    group_of = {int(m): name for name, members in FST_GROUPS.items() for m in members}
+    types, groups = [], []
+    for value in fsts:
+        low, high = (value, value) if not isinstance(value, tuple) else value
+        if low is None or high is None:
+            types.append("unknown")
+            groups.append("unknown")
+            continue
+        types.append(FST(low).roman if low == high else "unknown")
+        names = {group_of[int(f)] for f in range(int(low), int(high) + 1)}
+        groups.append(names.pop() if len(names) == 1 else "unknown")
+    return np.array(types, dtype=object), np.array(groups, dtype=object)
+
+
+def group_masks(fsts: Sequence[FstValue]) -> dict[str, np.ndarray]:
     """Boolean masks of the test images in each of ``GROUPS`` (unknown FST: only in ``all``)."""
-    values = np.array([0 if f is None else int(f) for f in fsts])
-    masks = {f.roman: values == int(f) for f in FST}
-    for name, members in FST_GROUPS.items():
-        masks[name] = np.isin(values, [int(m) for m in members])
-    masks["all"] = np.ones(len(values), dtype=bool)
+    types, groups = fst_labels(fsts)
+    masks = {f.roman: types == f.roman for f in FST}
+    for name in FST_GROUPS:
+        masks[name] = groups == name
+    masks["all"] = np.ones(len(types), dtype=bool)
     return masks
 
 
@@ -256,7 +280,7 @@ def _safe_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def group_table(
     y: np.ndarray,
     scores: np.ndarray,
-    fsts: Sequence[int | None],
+    fsts: Sequence[FstValue],
     threshold: float,
     n_bins: int = 10,
 ) -> dict[str, dict[str, float | int | None]]:
@@ -268,12 +292,10 @@ def group_table(
     y = np.asarray(y, dtype=int)
     scores = np.asarray(scores, dtype=float)
     predicted = (scores >= threshold).astype(int)
-    known = np.array([f is not None for f in fsts])
-    type_labels = np.array([FST(f).roman if f is not None else "unknown" for f in fsts])
-    group_of = {m.roman: name for name, members in FST_GROUPS.items() for m in members}
-    group_labels = np.array([group_of.get(label, "unknown") for label in type_labels])
+    type_labels, group_labels = fst_labels(fsts)
 
     def frames(labels: np.ndarray) -> tuple[MetricFrame, MetricFrame]:
+        known = labels != "unknown"
         with np.errstate(invalid="ignore", divide="ignore"):
             by_score = MetricFrame(
                 metrics={
@@ -295,8 +317,8 @@ def group_table(
         return by_score, by_label
 
     table: dict[str, dict[str, float | int | None]] = {}
-    if known.any():
-        for labels in (type_labels, group_labels):
+    for labels in (type_labels, group_labels):
+        if (labels != "unknown").any():
             by_score, by_label = frames(labels)
             for name in by_score.by_group.index:
                 row = {
@@ -332,7 +354,7 @@ def _none_if_nan(value: object) -> float | int | None:
 
 
 def fairness_gaps(
-    y: np.ndarray, predicted: np.ndarray, fsts: Sequence[int | None], level: str = "groups"
+    y: np.ndarray, predicted: np.ndarray, fsts: Sequence[FstValue], level: str = "groups"
 ) -> dict[str, float | None | list[str]]:
     """Equal-opportunity difference (largest TPR gap) and equalized-odds difference.
 
@@ -343,13 +365,7 @@ def fairness_gaps(
     if level not in ("groups", "types"):
         raise ValueError(f"level: must be groups or types, got {level!r}")
     y, predicted = np.asarray(y, dtype=int), np.asarray(predicted, dtype=int)
-    group_of = {m: name for name, members in FST_GROUPS.items() for m in members}
-    labels = np.array(
-        [
-            "unknown" if f is None else (FST(f).roman if level == "types" else group_of[FST(f)])
-            for f in fsts
-        ]
-    )
+    labels = fst_labels(fsts)[0 if level == "types" else 1]
     usable = [
         g
         for g in np.unique(labels)
