@@ -57,7 +57,7 @@ def test_a_training_run_is_stored_and_sent_to_the_gpu_queue_on_commit(
     ("kwargs", "field", "fragment"),
     [
         ({"kind": "train-everything"}, "kind", "unknown run kind"),
-        ({"kind": "downstream"}, "kind", "not available yet"),
+        ({"kind": "train-lora"}, "kind", "not available yet"),
         ({"kind": "train-conditional", "config": {"image_size": 7}}, "config", "image_size"),
         ({"kind": "train-conditional", "config": {"learning_rte": 1e-3}}, "config", "learning_rte"),
         ({"kind": "train-conditional", "preset": "huge"}, "preset", "unknown preset"),

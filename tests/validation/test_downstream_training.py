@@ -11,17 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from validation.downstream import (
-    ClassifierConfig,
-    ExperimentConfig,
+from validation.downstream import experiment as experiment_module
+from validation.downstream.config import ClassifierConfig, ExperimentConfig
+from validation.downstream.data import (
+    ImageCache,
     LockedTestSet,
     LockedTestSetError,
     Sample,
-    run_experiment,
+    check_hygiene,
 )
-from validation.downstream import experiment as experiment_module
-from validation.downstream.data import ImageCache, check_hygiene
-from validation.downstream.experiment import arm_data
+from validation.downstream.experiment import arm_data, run_experiment
 from validation.downstream.models import build_classifier, weights_file
 from validation.downstream.train import train_classifier
 
