@@ -6,17 +6,7 @@ evaluated once on a locked external test set: per-FST AUROC with bootstrap CIs, 
 and specificity at a fixed operating point, equal-opportunity and equalized-odds
 differences, calibration, and the paired augmented - baseline differences behind the
 go/no-go inputs (``validation.downstream.report``).
+
+Modules: ``config`` (no torch; safe for the web process), ``data``, ``models``, ``train``,
+``metrics``, ``experiment`` (``run_experiment``) and ``report``.
 """
-
-from validation.downstream.config import ClassifierConfig, ExperimentConfig
-from validation.downstream.data import LockedTestSet, LockedTestSetError, Sample
-from validation.downstream.experiment import run_experiment
-
-__all__ = [
-    "ClassifierConfig",
-    "ExperimentConfig",
-    "LockedTestSet",
-    "LockedTestSetError",
-    "Sample",
-    "run_experiment",
-]
