@@ -313,3 +313,34 @@ def test_the_api_launches_a_downstream_run(sent: list, ml_engineer: Any) -> None
     response = client.post("/api/runs/", payload, content_type="application/json")
     assert response.status_code == 201, response.content
     assert Image.objects.filter(dataset=external).count() == 48
+
+
+@pytest.mark.django_db
+def test_the_admin_launches_a_downstream_run(
+    sent: list, ml_engineer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tests.runs.test_admin_launch import form_data
+
+    ml_engineer.is_superuser = True
+    ml_engineer.save()
+    client = Client()
+    assert client.login(username=ml_engineer.username, password=PASSWORD)
+    real = real_dataset()
+    synthetic = synthetic_dataset(real)
+    external = external_dataset()
+    page = client.get("/admin/runs/run/launch/downstream/?preset=cpu-demo-32px")
+    assert page.status_code == 200 and b"config.classifier.architecture" in page.content
+    data = form_data(page)
+    data.update(
+        {
+            "datasets": [real.pk, synthetic.pk, external.pk],
+            "config.ratios": "0.5, 2",
+            "config.seeds": "0, 1, 2",
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/runs/run/launch/downstream/?preset=cpu-demo-32px", data)
+    assert response.status_code == 302, page.context and response.content[:2000]
+    run = Run.objects.get(kind="downstream")
+    assert run.config["ratios"] == [0.5, 2.0] and run.config["classifier"]["image_size"] == 32
+    assert set(run.datasets.all()) == {real, synthetic, external}
