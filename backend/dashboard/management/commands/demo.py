@@ -28,6 +28,7 @@ from backend.accounts.management.commands.create_demo_users import create_demo_u
 from backend.datasets.models import Dataset
 from backend.datasets.services import import_in_background
 from backend.datasets.splitting import split_dataset
+from backend.runs.downstream_demo import run_downstream_demo
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
 from backend.runs.services import cancel_run, launch_run, resolve_config
@@ -234,6 +235,11 @@ class Command(BaseCommand):
         if synthetic is None:
             raise CommandError(f"run #{generate.pk} finished without a synthetic dataset")
 
+        self._step("Downstream: baseline vs augmented classifiers on a locked phantom test set")
+        downstream = run_downstream_demo(
+            self, options["profile"], dataset, generate, demo_dir, fresh=options["fresh"]
+        )
+
         self._step("Done")
         counts = synthetic.counts.get("fst", {})
         self.stdout.write(
@@ -242,6 +248,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"  FST x diagnosis grid: {base_url}{synthetic.get_absolute_url()}")
         self.stdout.write(f"  training run:         {base_url}{train.get_absolute_url()}")
+        self.stdout.write(f"  downstream results:   {base_url}{downstream.get_absolute_url()}")
         self.stdout.write(f"  admin:                {base_url}/admin/   API: {base_url}/api/docs/")
         if options["no_serve"]:
             return
