@@ -98,7 +98,14 @@ def import_external(command: Any, folder: Path) -> Dataset:
 
 
 def run_downstream_demo(
-    command: Any, profile: str, dataset: Dataset, generate: Run, demo_dir: Path, *, fresh: bool
+    command: Any,
+    profile: str,
+    dataset: Dataset,
+    generate: Run,
+    demo_dir: Path,
+    *,
+    fresh: bool,
+    base_url: str = "",
 ) -> Run:
     """Build and lock the external set, run the downstream experiment, print the outcome."""
     settings = PROFILES[profile]
@@ -111,7 +118,7 @@ def run_downstream_demo(
         parents=[generate],
         fresh=fresh,
     )
-    command.stdout.write(f"  run #{run.pk}: {run.get_absolute_url()}")
+    command.stdout.write(f"  run #{run.pk}: {base_url}{run.get_absolute_url()}")
     run = command._wait_for_run(run)
     for line in outcome_lines(run.result):
         command.stdout.write(f"  {line}")

@@ -61,10 +61,11 @@ def auroc_bars(results: dict[str, Any]) -> dict[str, Any]:
     }
     slot = (WIDTH - PAD) / len(BAR_GROUPS)
     bar_width = slot * 0.36
-    plot = HEIGHT - PAD
+    top, bottom = 10.0, HEIGHT - PAD
+    plot = bottom - top
 
     def y_of(value: float) -> float:
-        return plot - value * plot
+        return bottom - value * plot
 
     bars, labels = [], []
     for i, group in enumerate(BAR_GROUPS):
@@ -91,7 +92,7 @@ def auroc_bars(results: dict[str, Any]) -> dict[str, Any]:
                     title=f"FST {group}, {role}: AUROC {value:.3f} {_ci(ci)} (n={row.get('n')})",
                 )
             )
-    grid = [{"y": y_of(v), "label": f"{v:.2f}"} for v in (0.5, 0.75, 1.0)]
+    grid = [{"y": y_of(v), "label": f"{v:.2f}"} for v in (0.25, 0.5, 0.75, 1.0)]
     return {"bars": bars, "labels": labels, "grid": grid, "width": WIDTH, "height": HEIGHT}
 
 

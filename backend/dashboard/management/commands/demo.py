@@ -237,7 +237,13 @@ class Command(BaseCommand):
 
         self._step("Downstream: baseline vs augmented classifiers on a locked phantom test set")
         downstream = run_downstream_demo(
-            self, options["profile"], dataset, generate, demo_dir, fresh=options["fresh"]
+            self,
+            options["profile"],
+            dataset,
+            generate,
+            demo_dir,
+            fresh=options["fresh"],
+            base_url=base_url,
         )
 
         self._step("Done")
