@@ -300,3 +300,26 @@ def test_a_small_downstream_experiment_end_to_end(tmp_path: Path) -> None:
     assert "definition" in results["go_no_go"]["fst_i_iii_change"]
     assert results["predictions"]["keys"][0] == "t/0"
     assert len(results["predictions"]["scores"]["baseline"]["0"]) == 48
+
+
+def test_the_multi_class_head_scores_malignancy_as_the_summed_malignant_classes(
+    tmp_path: Path,
+) -> None:
+    from validation.downstream.train import predict_scores
+
+    train = make_samples(tmp_path / "train", 24)
+    train = [
+        Sample(**{**s.__dict__, "diagnosis": "bcc"}) if s.malignant and i % 2 else s
+        for i, s in enumerate(train)
+    ]
+    val = make_samples(tmp_path / "val", 12, split="val", source="v")
+    config = ClassifierConfig(image_size=16, epochs=1, batch_size=8, width=4, task="diagnosis")
+    classes = ("bcc", "melanoma", "nevus")
+    cache = ImageCache(16)
+    result = train_classifier(config, train, val, seed=0, cache=cache, classes=classes)
+    assert result.model.head.out_features == 3 and result.best_epoch == 1
+    scores = predict_scores(result.model, config, classes, val, cache)
+    with torch.no_grad():
+        x = (cache.stack(val).float() / 255 - 0.5) / 0.5
+        probs = torch.softmax(result.model(x), dim=1).numpy()
+    assert scores == pytest.approx(probs[:, 0] + probs[:, 1], abs=1e-5)
