@@ -78,6 +78,8 @@ def check_synthetic_provenance(dataset: Dataset) -> None:
     started training (training reads the train split and unsplit images; an image still
     unsplit then may have landed in val or test since).
     """
+    if dataset.status != Dataset.Status.READY:
+        raise ValidationError({"datasets": f"{dataset.name} is {dataset.status}, not ready"})
     generate = dataset.generated_by
     if generate is None or generate.kind != Run.Kind.GENERATE:
         raise ValidationError(

@@ -209,6 +209,7 @@ def test_phantom_or_stand_in_results_never_count_as_literature_evidence() -> Non
     assert evidence(["imagenet"], "ddi")["counts_toward_literature_target"] is True
     assert evidence(["imagenet"], "phantom")["counts_toward_literature_target"] is False
     assert evidence(["stand-in"], "ddi")["reasons"][0].startswith("classifier weights")
+    assert "fewer than" in evidence(["imagenet"], "ddi", seeds=1)["reasons"][0]
 
 
 def test_ddi_ranges_count_in_their_group_only() -> None:

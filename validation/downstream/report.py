@@ -68,9 +68,14 @@ def _verdict(diff: dict[str, Any] | None, meets: Any) -> dict[str, Any]:
     }
 
 
-def evidence(weights: list[str], test_format: str) -> dict[str, Any]:
+MIN_SEEDS = 3
+
+
+def evidence(weights: list[str], test_format: str, seeds: int = MIN_SEEDS) -> dict[str, Any]:
     """Whether these results may count toward a literature target, and why not."""
     reasons = []
+    if seeds < MIN_SEEDS:
+        reasons.append(f"{seeds} training seed(s), fewer than the protocol's {MIN_SEEDS}")
     if "stand-in" in weights:
         reasons.append("classifier weights are stand-ins, not the official ImageNet files")
     if test_format in ("phantom", "generated"):

@@ -169,7 +169,7 @@ def execute(ctx: RunContext, config: ExperimentConfig) -> dict[str, Any]:
     )
     if results.get("stopped"):
         return {"stopped": True}
-    results["evidence"] = evidence(results["weights"], locked[0].format)
+    results["evidence"] = evidence(results["weights"], locked[0].format, len(config.seeds))
     results["inputs"] = {
         "training_datasets": [d.name for d in real],
         "synthetic_datasets": [d.name for d in synthetic],
