@@ -221,25 +221,20 @@ def test_synthetic_arms_draw_the_requested_ratio_and_keep_origins(tmp_path: Path
 def test_imagenet_weights_are_used_only_from_the_cache_and_stand_ins_are_labelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        config = ClassifierConfig(architecture="resnet18", image_size=32)
-        model, info = build_classifier(config, 1)
-        assert info.source == "random-init" and model.fc.out_features == 1
-        path = weights_file("resnet18")
-        path.parent.mkdir(parents=True)
-        torch.save(
-            model.state_dict()
-            | {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)},
-            path,
-        )
-        _, info = build_classifier(config, 1)
-        assert info.source == "stand-in" and info.file == path.name and not info.official
-        _, info = build_classifier(ClassifierConfig(architecture="resnet18", pretrained=False), 1)
-        assert info.source == "random-init"
-    finally:
-        torch.hub.set_dir(str(Path(torch.hub.get_dir()).parent / "hub"))
+    # torch.hub keeps its folder in a module global; monkeypatch restores it afterwards.
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    config = ClassifierConfig(architecture="resnet18", image_size=32)
+    model, info = build_classifier(config, 1)
+    assert info.source == "random-init" and model.fc.out_features == 1
+    path = weights_file("resnet18")
+    assert path.parent == tmp_path / "hub" / "checkpoints"
+    path.parent.mkdir(parents=True)
+    official_shape = {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(model.state_dict() | official_shape, path)
+    _, info = build_classifier(config, 1)
+    assert info.source == "stand-in" and info.file == path.name and not info.official
+    _, info = build_classifier(ClassifierConfig(architecture="resnet18", pretrained=False), 1)
+    assert info.source == "random-init"
 
 
 # --- End to end -------------------------------------------------------------------------------
@@ -323,3 +318,22 @@ def test_the_multi_class_head_scores_malignancy_as_the_summed_malignant_classes(
         x = (cache.stack(val).float() / 255 - 0.5) / 0.5
         probs = torch.softmax(result.model(x), dim=1).numpy()
     assert scores == pytest.approx(probs[:, 0] + probs[:, 1], abs=1e-5)
+
+
+def test_training_is_seeded(tmp_path: Path) -> None:
+    from validation.downstream.train import predict_scores
+
+    train = make_samples(tmp_path / "train", 24)
+    val = make_samples(tmp_path / "val", 12, split="val", source="v")
+    cache = ImageCache(16)
+    classes = ("melanoma", "nevus")
+
+    def scores(seed: int) -> np.ndarray:
+        model = train_classifier(
+            TINY, train, val, seed=seed, cache=cache, classes=classes, strong_augment=True
+        ).model
+        return predict_scores(model, TINY, classes, val, cache)
+
+    first = scores(0)
+    assert np.array_equal(first, scores(0))
+    assert not np.array_equal(first, scores(1))

@@ -9,7 +9,10 @@ Inputs of a run:
 - exactly one dataset locked as an external test set, read only through
   ``locked_test_set``, whose images the library opens after every classifier is trained.
 
-The experiment itself is ``validation.downstream.run_experiment``.
+The experiment itself is ``validation.downstream.experiment.run_experiment``. From the CLI::
+
+    python manage.py launch downstream --preset cpu-demo-32px --dataset <real id> \
+        --dataset <locked test id> --parent <generate run id> --wait
 """
 
 from __future__ import annotations
