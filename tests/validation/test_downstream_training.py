@@ -293,6 +293,14 @@ def test_a_small_downstream_experiment_end_to_end(tmp_path: Path) -> None:
     gate = results["go_no_go"]["fst_v_vi_improvement"]
     assert gate["available"] and gate["relative"] == pytest.approx(diff["relative"])
     assert "definition" in results["go_no_go"]["fst_i_iii_change"]
+    # Origins travel into the batches: losses are recorded per origin.
+    assert arms["baseline"]["history"][0][0]["train_loss_synthetic"] is None
+    mixed_epoch = arms["mixed@0.5"]["history"][0][-1]
+    assert mixed_epoch["samples"] == {"real": 60, "synthetic": 30}
+    assert mixed_epoch["train_loss_synthetic"] > 0 and mixed_epoch["train_loss_real"] > 0
+    pretrain = arms["pretrain_finetune@1"]["history"][0]
+    assert pretrain[0]["phase"] == "pretrain" and pretrain[0]["samples"]["real"] == 0
+    assert pretrain[-1]["phase"] == "train" and pretrain[-1]["samples"]["synthetic"] == 0
     assert results["predictions"]["keys"][0] == "t/0"
     assert len(results["predictions"]["scores"]["baseline"]["0"]) == 48
 

@@ -69,14 +69,10 @@ def _to_input(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return (batch.float() / 255.0 - mean) / std
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, task: str) -> torch.Tensor:
+def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     if task == "binary":
-        per_sample = F.binary_cross_entropy_with_logits(
-            logits.squeeze(1), y.float(), reduction="none"
-        )
-    else:
-        per_sample = F.cross_entropy(logits, y, reduction="none")
-    return (per_sample * weights).sum() / weights.sum()
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.float(), reduction="none")
+    return F.cross_entropy(logits, y, reduction="none")
 
 
 @torch.no_grad()
@@ -172,6 +168,8 @@ def train_classifier(
         x = cache.stack(samples)
         y = torch.from_numpy(targets(samples, config.task, classes))
         w = torch.from_numpy(weights.astype(np.float32))
+        # The origin travels with every sample into the batches: losses are kept per origin.
+        synthetic = torch.tensor([s.origin == "synthetic" for s in samples], dtype=torch.bool)
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -184,24 +182,35 @@ def train_classifier(
                 return epoch
             model.train()
             order = torch.randperm(len(samples), generator=generator)
-            total, count = 0.0, 0
+            sums = {"real": 0.0, "synthetic": 0.0}
+            counts = {"real": 0, "synthetic": 0}
             for start in range(0, len(samples), config.batch_size):
                 index = order[start : start + config.batch_size]
                 if len(index) < 2 and len(samples) > 1:
                     continue  # batch norm needs two samples
                 batch = augment(x[index], generator).to(device)
                 logits = model(_to_input(batch, mean, std))
-                loss = _loss(logits, y[index].to(device), w[index].to(device), config.task)
+                per_sample = _per_sample_loss(logits, y[index].to(device), config.task)
+                batch_weights = w[index].to(device)
+                loss = (per_sample * batch_weights).sum() / batch_weights.sum()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 scheduler.step()
-                total += loss.item() * len(index)
-                count += len(index)
+                detached = per_sample.detach().cpu()
+                for origin, mask in (("real", ~synthetic[index]), ("synthetic", synthetic[index])):
+                    sums[origin] += float(detached[mask].sum())
+                    counts[origin] += int(mask.sum())
+            seen = counts["real"] + counts["synthetic"]
             record: dict[str, Any] = {
                 "phase": "train" if select else "pretrain",
                 "epoch": len(history) + 1,
-                "train_loss": total / max(count, 1),
+                "train_loss": (sums["real"] + sums["synthetic"]) / max(seen, 1),
+                "train_loss_real": sums["real"] / counts["real"] if counts["real"] else None,
+                "train_loss_synthetic": sums["synthetic"] / counts["synthetic"]
+                if counts["synthetic"]
+                else None,
+                "samples": dict(counts),
             }
             if select:
                 scores = predict_scores(model, config, classes, val, cache, device)
