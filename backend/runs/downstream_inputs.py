@@ -7,10 +7,12 @@ as an external test set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.models import Run
@@ -67,16 +69,22 @@ def check_inputs(datasets: list[Dataset], parents: list[Run], training_sets: lis
                 }
             )
     for dataset in synthetic:
-        check_synthetic_provenance(dataset)
+        check_synthetic_provenance(dataset, real=real, locked=locked)
 
 
-def check_synthetic_provenance(dataset: Dataset) -> None:
+def check_synthetic_provenance(
+    dataset: Dataset,
+    *,
+    real: Sequence[Dataset] = (),
+    locked: Sequence[Dataset] = (),
+) -> None:
     """A synthetic set may join only if its model was trained on training-split data alone.
 
-    It must come from a succeeded ``generate`` run whose ``train-conditional`` model read no
-    locked dataset, and every dataset that model read must have been split before the model
-    started training (training reads the train split and unsplit images; an image still
-    unsplit then may have landed in val or test since).
+    It must come from a ``generate`` run whose ``train-conditional`` model read no locked
+    dataset. Of the downstream run's ``real`` datasets, every one the model read must have
+    been split before the model started (training reads the train split and unsplit images;
+    an image unsplit then may be in val or test now). And no file the model could read (by
+    sha256) may be a validation or test image of ``real`` or an image of ``locked``.
     """
     if dataset.status != Dataset.Status.READY:
         raise ValidationError({"datasets": f"{dataset.name} is {dataset.status}, not ready"})
@@ -92,16 +100,15 @@ def check_synthetic_provenance(dataset: Dataset) -> None:
     read = set(model_run.datasets.all())
     for training_set in model_run.training_sets.all():
         read.update(training_set.datasets.all())
+    started = model_run.started_at or model_run.created_at
+    held_out = {d.pk for d in real}
     for source in sorted(read, key=lambda d: d.pk):
         if source.role == Dataset.Role.EXTERNAL_TEST:
             raise ValidationError(
                 {"datasets": f"{dataset.name}: its model read the locked test set {source.name}"}
             )
         made_at = (source.split_config or {}).get("made_at")
-        started = model_run.started_at or model_run.created_at
-        if source.origin == Origin.REAL and (
-            not made_at or datetime.fromisoformat(made_at) > started
-        ):
+        if source.pk in held_out and (not made_at or datetime.fromisoformat(made_at) > started):
             raise ValidationError(
                 {
                     "datasets": f"{dataset.name}: its model (run #{model_run.pk}) trained on "
@@ -109,3 +116,21 @@ def check_synthetic_provenance(dataset: Dataset) -> None:
                     "validation or test images"
                 }
             )
+    readable = (
+        Image.objects.filter(dataset__in=read, origin=Origin.REAL)
+        .exclude(split__in=[Image.Split.VAL, Image.Split.TEST])
+        .exclude(sha256="")
+        .values("sha256")
+    )
+    shared = Image.objects.filter(
+        Q(dataset__in=list(locked))
+        | Q(dataset__in=list(real), split__in=[Image.Split.VAL, Image.Split.TEST]),
+        sha256__in=readable,
+    ).first()
+    if shared is not None:
+        raise ValidationError(
+            {
+                "datasets": f"{dataset.name}: its model (run #{model_run.pk}) could read a copy "
+                f"of {shared.dataset.name}/{shared.image_id}, a held-out image"
+            }
+        )

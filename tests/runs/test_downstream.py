@@ -172,6 +172,27 @@ def test_a_synthetic_set_whose_model_read_the_locked_set_is_refused() -> None:
 
 
 @pytest.mark.django_db
+def test_a_model_that_could_read_a_copy_of_a_held_out_image_is_refused() -> None:
+    real = real_dataset()
+    external = external_dataset()
+    # The model trained on another, never-split dataset: allowed while it holds no copy.
+    other = DatasetFactory(name="other-source")
+    add_images(other, 6, seed=7)
+    synthetic = synthetic_dataset(other)
+    launch_run(kind="downstream", datasets=[real, synthetic, external])
+    copy = external.images.first()
+    ImageFactory(dataset=other, image_id="copy", file=copy.file, sha256=copy.sha256)
+    with pytest.raises(ValidationError, match="could read a copy of ddi-like/"):
+        launch_run(kind="downstream", datasets=[real, synthetic, external])
+    val_image = real.images.filter(split=Image.Split.VAL).first()
+    Image.objects.filter(dataset=other, image_id="copy").update(
+        file=val_image.file, sha256=val_image.sha256
+    )
+    with pytest.raises(ValidationError, match=f"could read a copy of real/{val_image.image_id}"):
+        launch_run(kind="downstream", datasets=[real, synthetic, external])
+
+
+@pytest.mark.django_db
 def test_training_code_refuses_the_external_test_set() -> None:
     from backend.runs.executors.downstream import synthetic_samples, training_samples
 
