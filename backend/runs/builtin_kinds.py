@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 
 from backend.datasets.models import Dataset, TrainingSet
+from backend.runs.downstream_inputs import check_inputs as check_downstream_inputs
 from backend.runs.kinds import RunKind, register
 from backend.runs.models import Run
 from generation.conditional.config import ConditionalDiffusionConfig
 from generation.plans import GenerationConfig
 from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
+from validation.downstream.config import ExperimentConfig
 
 
 def _refuse_locked(datasets: list[Dataset], purpose: str) -> None:
@@ -145,5 +147,23 @@ register(
             ),
         },
         check_inputs=_check_training_inputs,
+    )
+)
+
+register(
+    RunKind(
+        kind=Run.Kind.DOWNSTREAM,
+        config_type=ExperimentConfig,
+        executor_path="backend.runs.executors.downstream.execute",
+        uses_gpu=True,
+        description=(
+            "Baseline vs synthetic-augmented classifiers, evaluated per FST on a locked "
+            "external test set (AUROC with CIs, EOD, calibration, go/no-go inputs)."
+        ),
+        presets={
+            name: (lambda name=name: ExperimentConfig.preset(name))
+            for name in ExperimentConfig.PRESETS
+        },
+        check_inputs=check_downstream_inputs,
     )
 )

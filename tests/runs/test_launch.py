@@ -53,11 +53,22 @@ def test_a_training_run_is_stored_and_sent_to_the_gpu_queue_on_commit(
     assert list(run.datasets.all()) == [dataset]
 
 
+def test_a_kind_without_an_executor_yet_is_refused(
+    sent: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.runs import kinds
+
+    monkeypatch.delitem(kinds._REGISTRY, "train-lora")  # a Run.Kind choice nobody registered
+    with pytest.raises(ValidationError) as excinfo:
+        launch_run(kind="train-lora")
+    assert "not available yet" in " ".join(excinfo.value.message_dict["kind"])
+    assert Run.objects.count() == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "fragment"),
     [
         ({"kind": "train-everything"}, "kind", "unknown run kind"),
-        ({"kind": "downstream"}, "kind", "not available yet"),
         ({"kind": "train-conditional", "config": {"image_size": 7}}, "config", "image_size"),
         ({"kind": "train-conditional", "config": {"learning_rte": 1e-3}}, "config", "learning_rte"),
         ({"kind": "train-conditional", "preset": "huge"}, "preset", "unknown preset"),

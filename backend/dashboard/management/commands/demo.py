@@ -29,6 +29,7 @@ from backend.datasets.models import Dataset
 from backend.datasets.services import import_in_background
 from backend.datasets.splitting import split_dataset
 from backend.reviews.demo import demo_study, demo_study_lines
+from backend.runs.downstream_demo import run_downstream_demo
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
 from backend.runs.services import cancel_run, launch_run, resolve_config
@@ -239,6 +240,17 @@ class Command(BaseCommand):
         study = demo_study(dataset, synthetic, [a.username for a in accounts])
         self.stdout.write("\n".join(demo_study_lines(study, accounts, base_url)))
 
+        self._step("Downstream: baseline vs augmented classifiers on a locked phantom test set")
+        downstream = run_downstream_demo(
+            self,
+            options["profile"],
+            dataset,
+            generate,
+            demo_dir,
+            fresh=options["fresh"],
+            base_url=base_url,
+        )
+
         self._step("Done")
         counts = synthetic.counts.get("fst", {})
         self.stdout.write(
@@ -247,6 +259,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"  FST x diagnosis grid: {base_url}{synthetic.get_absolute_url()}")
         self.stdout.write(f"  training run:         {base_url}{train.get_absolute_url()}")
+        self.stdout.write(f"  downstream results:   {base_url}{downstream.get_absolute_url()}")
         self.stdout.write(f"  admin:                {base_url}/admin/   API: {base_url}/api/docs/")
         if options["no_serve"]:
             return
