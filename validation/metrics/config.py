@@ -37,8 +37,8 @@ class MetricsConfig:
             fraction of the real diversity of the same cell.
         memorization_lpips: A synthetic image whose nearest training image is closer than
             this LPIPS distance is flagged ...
-        memorization_ratio: ... if that distance is also below this fraction of the median
-            distance from a training image to its nearest other training image.
+        memorization_ratio: ... if that distance is also below this fraction of the distance
+            from that training image to its own nearest other training image.
         memorization_pixel: An image closer than this pixel RMSE (0..1 scale, at 32 x 32) to
             a training image is flagged too.
         tone_tolerance: Types of difference that count as a pass for tone fidelity.

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,7 +41,9 @@ def frechet_distance(mu1: Array, sigma1: Array, mu2: Array, sigma2: Array) -> fl
 
     if np.shape(mu1) != np.shape(mu2) or np.shape(sigma1) != np.shape(sigma2):
         raise ValueError(f"mu2: statistics of different sizes ({np.shape(mu1)} vs {np.shape(mu2)})")
-    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    # pytorch-fid prints its eps fallback notice; keep stdout clean for --json output.
+    with contextlib.redirect_stdout(sys.stderr):
+        return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 
 def fid_from_features(real: Array, synthetic: Array) -> float:

@@ -69,8 +69,8 @@ DEFINITIONS: dict[str, str] = {
         "feature space (L2), in LPIPS distance and in pixel RMSE at 32 x 32 (both searched over "
         "the whole training set). A pair is flagged as a possible copy when its pixel RMSE is "
         "below memorization_pixel, or its LPIPS distance is below memorization_lpips and also "
-        "below memorization_ratio x the median distance between a training image and its "
-        "nearest other training image (closer than distinct training images usually are)."
+        "below memorization_ratio x the distance from that training image to its own nearest "
+        "other training image (much closer to it than any other training image is)."
     ),
 }
 
@@ -466,21 +466,22 @@ class _Evaluation:
         key = f"pool{config.fid_dims}"
         f_idx, f_dist = nearest(features["synthetic"][key], features["train"][key])
         l_idx, l_dist = nearest(emb["synthetic"], emb["train"])
-        rng = np.random.default_rng(config.seed)
-        sample = np.sort(rng.choice(len(self.train), min(len(self.train), 500), replace=False))
-        if len(self.train) > 1:
-            _, loo = nearest(emb["train"][sample], emb["train"], exclude=sample)
-            train_median = float(np.median(loo))
+        # How close each training image's nearest *other* training image is: a synthetic image
+        # counts as a copy of t only if it is much closer to t than any other training image.
+        n_train = len(self.train)
+        if n_train > 1:
+            everyone = np.arange(n_train)
+            _, loo = nearest(emb["train"], emb["train"], exclude=everyone)
         else:
-            train_median = float("inf")
-        lpips_limit = min(config.memorization_lpips, config.memorization_ratio * train_median)
+            loo = np.full(n_train, np.inf)
+        limits = np.minimum(config.memorization_lpips, config.memorization_ratio * loo[l_idx])
         syn_px = _pixels(self.synthetic)
         train_px = _pixels(self.train)
         p_idx, p_dist = nearest(syn_px, train_px)
         p_rmse = np.sqrt(p_dist)
         flagged = []
         for s in range(len(self.synthetic)):
-            by_lpips = l_dist[s] < lpips_limit
+            by_lpips = l_dist[s] < limits[s]
             by_pixel = p_rmse[s] < config.memorization_pixel
             if not (by_lpips or by_pixel):
                 continue
@@ -508,8 +509,7 @@ class _Evaluation:
                 "feature_l2": _summary(np.sqrt(f_dist)),
             },
             same_neighbour_rate=float(np.mean(f_idx == l_idx)),
-            train_nearest_lpips_median=train_median if np.isfinite(train_median) else None,
-            lpips_limit=lpips_limit if np.isfinite(lpips_limit) else None,
+            train_nearest_lpips=_summary(loo[np.isfinite(loo)]),
         )
         self.timings["memorization_s"] = round(time.monotonic() - started, 3)
         return out
