@@ -6,6 +6,7 @@ from django.shortcuts import render
 
 from backend.accounts.roles import can_view_data
 from backend.datasets.models import Dataset, Origin
+from backend.runs.evaluation import latest_evaluation
 from backend.runs.models import Run
 
 
@@ -27,5 +28,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "runs": Run.objects.all()[:10],
         "latest_synthetic": latest_synthetic,
         "preview": preview,
+        "evaluation": latest_evaluation(),
     }
     return render(request, "dashboard/home.html", context)

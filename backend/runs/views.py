@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from backend.accounts.access import data_viewer_required, launcher_required
 from backend.http import private_file
 from backend.runs.compare import diff_rows, loss_polylines, summary
+from backend.runs.evaluation import evaluation_context
 from backend.runs.models import Run
 from backend.runs.services import cancel_run
 
@@ -105,6 +106,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "datasets": run.datasets.all(),
         "generated": run.generated_datasets.all(),
         "shards": run.shards.all(),
+        "evaluation": evaluation_context(run),
     }
     return render(request, "runs/detail.html", context)
 
