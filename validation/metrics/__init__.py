@@ -19,10 +19,10 @@ from validation.metrics.images import ImageItem, folder_items
 from validation.metrics.weights import MissingWeightsError
 
 _LAZY = {
-    "DEFINITIONS": "validation.metrics.evaluate",
-    "TARGETS": "validation.metrics.evaluate",
-    "evaluate": "validation.metrics.evaluate",
-    "write_pair_images": "validation.metrics.evaluate",
+    "DEFINITIONS": "validation.metrics.suite",
+    "TARGETS": "validation.metrics.suite",
+    "evaluate": "validation.metrics.suite",
+    "write_pair_images": "validation.metrics.suite",
 }
 
 __all__ = [

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from validation.metrics.config import FID_DIMS, LPIPS_NETS, METRICS, MetricsConfig
-from validation.metrics.evaluate import evaluate, write_pair_images
 from validation.metrics.images import ImageItem, folder_items
+from validation.metrics.suite import evaluate, write_pair_images
 from validation.metrics.weights import MissingWeightsError
 
 

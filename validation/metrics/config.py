@@ -17,7 +17,7 @@ REAL_SPLITS: tuple[str, ...] = ("test", "val", "train", "all")
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Parameters of ``validation.metrics.evaluate`` (and of ``evaluate`` runs).
+    """Parameters of ``validation.metrics.evaluate()`` (and of ``evaluate`` runs).
 
     Args:
         metrics: Which of fid, kid, is, lpips, tone, memorization to compute.
