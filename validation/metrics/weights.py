@@ -189,12 +189,14 @@ def using_hub_dir(torch_home: str | os.PathLike[str] | None) -> Iterator[None]:
         return
     import torch
 
-    previous = torch.hub.get_dir()
+    # Restore torch's own setting exactly: ``set_dir(get_dir())`` would pin the hub folder
+    # and make later changes of $TORCH_HOME invisible.
+    previous = getattr(torch.hub, "_hub_dir", None)
     torch.hub.set_dir(str(hub_dir(torch_home)))
     try:
         yield
     finally:
-        torch.hub.set_dir(previous)
+        torch.hub._hub_dir = previous
 
 
 # --- stand-ins for tests and the offline demo -----------------------------------------------

@@ -138,3 +138,14 @@ def test_unverified_lpips_weights_do_not_count(
     assert result["weights"]["lpips"]["status"] == "unverified"
     assert result["lpips"]["fidelity"]["target"]["met"] is None
     assert "unverified" in result["lpips"]["fidelity"]["target"]["why"]
+
+
+def test_using_a_hub_dir_leaves_torch_home_in_charge_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    with weights.using_hub_dir(tmp_path / "elsewhere"):
+        assert torch.hub.get_dir() == str(tmp_path / "elsewhere" / "hub")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "later"))
+    assert torch.hub.get_dir() == str(tmp_path / "later" / "hub")
