@@ -153,3 +153,41 @@ def latest_evaluation() -> Run | None:
         .order_by("-created_at")
         .first()
     )
+
+
+def demo_evaluation_config(demo_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The demo's evaluate config, and notes to print about the weights it will use.
+
+    Official weight files in the torch hub cache are used as they are. Where one is missing
+    (always, offline), random stand-ins are staged under ``demo_dir/torch-standin`` (never in
+    the user's own cache) and the run reads them from there: every metric is computed, and
+    every figure is labelled "non-official weights". Random Inception weights make 2048-d
+    features vanish, so the stand-in demo uses 64-d features.
+    """
+    from validation.metrics.weights import (
+        FID_INCEPTION,
+        LPIPS_ALEX,
+        MissingWeightsError,
+        locate,
+        stage_standin,
+    )
+
+    notes = []
+    missing = []
+    for spec in (FID_INCEPTION, LPIPS_ALEX):
+        try:
+            found = locate(spec)
+            notes.append(f"{spec.filename}: {found.status} ({found.path})")
+        except MissingWeightsError:
+            missing.append(spec)
+    if not missing:
+        return {"fid_dims": 2048}, notes
+    home = Path(demo_dir) / "torch-standin"
+    for spec in (FID_INCEPTION, LPIPS_ALEX):
+        stage_standin(spec, home)
+    notes.append(
+        f"{', '.join(s.filename for s in missing)} not in the torch hub cache (offline): using random "
+        f"STAND-IN weights staged under {home}; every figure is labelled non-official and none can "
+        "meet a literature target. Put the official files in $TORCH_HOME/hub/checkpoints/ for real values."
+    )
+    return {"fid_dims": 64, "kid_subsets": 20, "torch_home": str(home)}, notes
