@@ -119,7 +119,7 @@ def execute(ctx: RunContext, config: MetricsConfig) -> dict[str, Any]:
         _items(real),
         _items(synthetic),
         config,
-        train=_items(train) if train else None,
+        train=_items(train) if "memorization" in config.metrics else None,
         device=ctx.device,
         cache_dir=Path(settings.ARTIFACTS_ROOT) / "metrics-cache",
         real_label=f"{real_names} / {config.real_split}",
