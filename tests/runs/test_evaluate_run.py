@@ -50,7 +50,7 @@ def _png(fst: int, rng: np.random.Generator, lesion: float) -> bytes:
 
 
 def lesion_dataset(
-    origin: str, fsts: list[int], seed: int, split: str = "", lesion: float = 0.3
+    origin: str, fsts: list[int], seed: int, splits: list[str] | None = None, lesion: float = 0.3
 ) -> Dataset:
     dataset = DatasetFactory(
         origin=origin,
@@ -61,7 +61,7 @@ def lesion_dataset(
         digest, relative, _ = store_image_bytes(_png(fst, rng, lesion), ".png")
         ImageFactory(
             dataset=dataset, file=relative, sha256=digest, width=32, height=32, fst=fst,
-            diagnosis=("nevus", "melanoma")[index % 2], origin=origin, split=split,
+            diagnosis=("nevus", "melanoma")[index % 2], origin=origin, split=(splits or [""] * len(fsts))[index],
             fst_source=Image.FstSource.REQUESTED if origin == Origin.SYNTHETIC else Image.FstSource.LABEL,
         )  # fmt: skip
     dataset.refresh_counts()
@@ -135,10 +135,12 @@ def test_an_evaluate_run_computes_every_metric_and_shows_them(
     settings.RUN_HEARTBEAT_SECONDS = 0.2
     settings.COMPUTE_DEVICE = "cpu"
     try:
-        real = lesion_dataset(Origin.REAL, [1, 2, 3, 4, 5, 6] * 2, seed=1, split="test")
+        real = lesion_dataset(
+            Origin.REAL, [1, 2, 3, 4, 5, 6] * 3, seed=1, splits=["test"] * 12 + ["train"] * 6
+        )
         synthetic = lesion_dataset(Origin.SYNTHETIC, [3, 4, 5, 6] * 2, seed=2, lesion=0.55)
-        # Plant a copy of a real image in the synthetic set: the audit must flag it.
-        copied = real.images.order_by("id")[3]
+        # Plant a copy of a real training image in the synthetic set: the audit must flag it.
+        copied = real.images.filter(split="train").order_by("id")[3]
         ImageFactory(
             dataset=synthetic,
             file=copied.file,
@@ -170,7 +172,8 @@ def test_an_evaluate_run_computes_every_metric_and_shows_them(
     assert result["memorization"]["n_flagged"] >= 1
     assert any(f["train_key"].endswith(copied.image_id) for f in result["memorization"]["flagged"])
     assert result["weights"]["fid"]["status"] == "non-official"
-    assert result["inputs"]["train"]["source"] == "train split of the real datasets"
+    assert result["inputs"]["train"] == {"source": "train split of the real datasets", "n": 6}
+    assert result["memorization"]["n_train"] == 6
     assert set(run.artifacts.values_list("name", flat=True)) == {"metrics", "memorization-pairs"}
 
     client = Client()
@@ -188,3 +191,28 @@ def test_an_evaluate_run_computes_every_metric_and_shows_them(
         assert fragment in page, fragment
     home = client.get("/").content.decode()
     assert "dashboard-memorization-count" in home and f"run #{run.pk}" in home
+
+
+@pytest.mark.django_db
+def test_the_audit_compares_with_the_images_the_model_was_trained_on() -> None:
+    from backend.runs.executors.evaluate import real_images, training_reference
+
+    real = lesion_dataset(
+        Origin.REAL, [1, 2, 3, 4], seed=5, splits=["train", "train", "val", "test"]
+    )
+    other = lesion_dataset(Origin.REAL, [5, 6], seed=6, splits=["train", "train"])
+    training = RunFactory(kind=Run.Kind.TRAIN_CONDITIONAL, status=Run.Status.SUCCEEDED)
+    training.datasets.set([real])
+    generate = RunFactory(kind=Run.Kind.GENERATE, status=Run.Status.SUCCEEDED)
+    generate.parents.set([training])
+    synthetic = DatasetFactory(origin=Origin.SYNTHETIC, generated_by=generate)
+    evaluate = RunFactory(kind=Run.Kind.EVALUATE, config={})
+    evaluate.datasets.set([real, other, synthetic])
+
+    images, source = training_reference(evaluate, [synthetic])
+    assert source == f"training images of run #{training.pk}"
+    assert {i.pk for i in images} == set(
+        real.images.filter(split="train").values_list("pk", flat=True)
+    )
+    assert [i.split for i in real_images(evaluate, "test")] == ["test"]
+    assert len(real_images(evaluate, "all")) == 6
