@@ -216,3 +216,33 @@ def test_the_audit_compares_with_the_images_the_model_was_trained_on() -> None:
     )
     assert [i.split for i in real_images(evaluate, "test")] == ["test"]
     assert len(real_images(evaluate, "all")) == 6
+
+
+@pytest.mark.django_db
+def test_the_admin_launches_an_evaluation(
+    ml_engineer: Any, sent: dict, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tests.runs.test_admin_launch import form_data
+
+    ml_engineer.is_superuser = True
+    ml_engineer.save()
+    client = Client()
+    client.login(username=ml_engineer.username, password=PASSWORD)
+    real = DatasetFactory(origin=Origin.REAL)
+    synthetic = DatasetFactory(origin=Origin.SYNTHETIC)
+    page = client.get("/admin/runs/run/launch/evaluate/?preset=quick-64d")
+    assert page.status_code == 200
+    assert page.context["form"]["config.fid_dims"].value() == 64
+    data = {
+        **form_data(page),
+        "datasets": [real.pk, synthetic.pk],
+        "config.metrics": "fid, kid, tone",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/runs/run/launch/evaluate/", data)
+    assert response.status_code == 302, (
+        response.context["form"].errors if response.context else response
+    )
+    run = Run.objects.get(kind=Run.Kind.EVALUATE)
+    assert run.config["metrics"] == ["fid", "kid", "tone"] and run.config["fid_dims"] == 64
+    assert len(sent["gpu"]) == 1
