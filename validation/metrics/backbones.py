@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from validation.metrics.weights import (
     Weights,
     locate,
     using_hub_dir,
+    with_lpips_head,
 )
 
 Progress = Callable[[int, int], None]
@@ -142,7 +144,8 @@ class LpipsEmbedder:
 
         if net not in LPIPS_TRUNKS:
             raise ValueError(f"net: must be one of {', '.join(LPIPS_TRUNKS)}, got {net!r}")
-        self.weights: Weights = locate(LPIPS_TRUNKS[net], torch_home)
+        head = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+        self.weights: Weights = with_lpips_head(locate(LPIPS_TRUNKS[net], torch_home), net, head)
         self.net = net
         self.size = size
         self.device = resolve_device(device)

@@ -28,6 +28,7 @@ with the 8-hex prefix in its name. No citable full sha256 of torchvision's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,15 @@ LPIPS_SQUEEZE = OfficialWeights(
     sha256=None,
     prefix="b8a52dc0",
 )
+#: sha256 of LPIPS's linear heads, ``lpips/weights/v0.1/<net>.pth``, as shipped in the
+#: lpips 0.1.4 wheel on PyPI (hashed from the wheel itself). The heads come with the package,
+#: so they are always present; a different file makes the LPIPS weights non-official.
+LPIPS_HEADS_SHA256: dict[str, str] = {
+    "alex": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+    "vgg": "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+    "squeeze": "4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76",
+}
+
 LPIPS_TRUNKS: dict[str, OfficialWeights] = {
     "alex": LPIPS_ALEX,
     "vgg": LPIPS_VGG,
@@ -106,6 +116,7 @@ class Weights:
     path: str
     sha256: str
     status: Status
+    notes: tuple[str, ...] = ()
 
     @property
     def official(self) -> bool:
@@ -120,6 +131,7 @@ class Weights:
             "sha256": self.sha256,
             "status": self.status,
             "label": LABELS[self.status],
+            "notes": list(self.notes),
         }
 
 
@@ -179,6 +191,18 @@ def locate(spec: OfficialWeights, torch_home: str | os.PathLike[str] | None = No
         )
     digest = _sha256_cached(path)
     return Weights(spec.key, spec.filename, str(path), digest, classify(spec, digest))
+
+
+def with_lpips_head(weights: Weights, net: str, head_path: str | os.PathLike[str]) -> Weights:
+    """``weights`` of an LPIPS trunk, downgraded to non-official unless the linear head file
+    is the one the lpips 0.1.4 wheel ships."""
+    digest = _sha256_cached(Path(head_path))
+    expected = LPIPS_HEADS_SHA256.get(net)
+    if digest == expected:
+        note = f"linear head {Path(head_path).name} sha256 {digest[:16]}... as in the lpips 0.1.4 wheel"
+        return dataclasses.replace(weights, notes=(*weights.notes, note))
+    note = f"linear head {head_path} sha256 {digest[:16]}... is not the lpips 0.1.4 file"
+    return dataclasses.replace(weights, status="non-official", notes=(*weights.notes, note))
 
 
 @contextlib.contextmanager

@@ -149,3 +149,18 @@ def test_using_a_hub_dir_leaves_torch_home_in_charge_afterwards(
         assert torch.hub.get_dir() == str(tmp_path / "elsewhere" / "hub")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "later"))
     assert torch.hub.get_dir() == str(tmp_path / "later" / "hub")
+
+
+def test_lpips_heads_are_checked_against_the_wheel(tmp_path: Path) -> None:
+    import lpips
+
+    shipped = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    trunk = weights.Weights(
+        "lpips-alex", LPIPS_ALEX.filename, "x", "7be5be79" + "0" * 56, "unverified"
+    )
+    assert weights.with_lpips_head(trunk, "alex", shipped).status == "unverified"
+    other = tmp_path / "alex.pth"
+    other.write_bytes(b"not the head")
+    downgraded = weights.with_lpips_head(trunk, "alex", other)
+    assert downgraded.status == "non-official"
+    assert "not the lpips 0.1.4 file" in downgraded.notes[-1]
