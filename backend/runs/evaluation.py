@@ -173,21 +173,24 @@ def demo_evaluation_config(demo_dir: Path) -> tuple[dict[str, Any], list[str]]:
     )
 
     notes = []
-    missing = []
+    unusable = []
     for spec in (FID_INCEPTION, LPIPS_ALEX):
         try:
             found = locate(spec)
-            notes.append(f"{spec.filename}: {found.status} ({found.path})")
         except MissingWeightsError:
-            missing.append(spec)
-    if not missing:
+            unusable.append(f"{spec.filename} is not in the torch hub cache")
+            continue
+        notes.append(f"{spec.filename}: {found.to_dict()['label']} ({found.path})")
+        if found.status == "non-official":
+            unusable.append(f"{spec.filename} in the torch hub cache is not the official file")
+    if not unusable:
         return {"fid_dims": 2048}, notes
     home = Path(demo_dir) / "torch-standin"
     for spec in (FID_INCEPTION, LPIPS_ALEX):
         stage_standin(spec, home)
     notes.append(
-        f"{', '.join(s.filename for s in missing)} not in the torch hub cache (offline): using random "
-        f"STAND-IN weights staged under {home}; every figure is labelled non-official and none can "
-        "meet a literature target. Put the official files in $TORCH_HOME/hub/checkpoints/ for real values."
+        f"{'; '.join(unusable)}: using random STAND-IN weights staged under {home}. Every figure "
+        "is labelled non-official and none can meet a literature target; put the official files "
+        "in $TORCH_HOME/hub/checkpoints/ for real values."
     )
     return {"fid_dims": 64, "kid_subsets": 20, "torch_home": str(home)}, notes

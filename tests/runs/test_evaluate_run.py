@@ -246,3 +246,24 @@ def test_the_admin_launches_an_evaluation(
     run = Run.objects.get(kind=Run.Kind.EVALUATE)
     assert run.config["metrics"] == ["fid", "kid", "tone"] and run.config["fid_dims"] == 64
     assert len(sent["gpu"]) == 1
+
+
+def test_the_demo_stages_labelled_standins_outside_the_users_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin_home: Path
+) -> None:
+    from backend.runs.evaluation import demo_evaluation_config
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    config, notes = demo_evaluation_config(tmp_path / "demo")
+    assert config["torch_home"] == str(tmp_path / "demo" / "torch-standin")
+    assert config["fid_dims"] == 64
+    assert (
+        tmp_path / "demo" / "torch-standin" / "hub" / "checkpoints" / FID_INCEPTION.filename
+    ).is_file()
+    assert not (tmp_path / "empty").exists()  # the user's cache is never written
+    assert "STAND-IN" in notes[-1]
+
+    monkeypatch.setenv("TORCH_HOME", str(standin_home))  # stand-ins there are not official either
+    config, notes = demo_evaluation_config(tmp_path / "demo2")
+    assert config["torch_home"] == str(tmp_path / "demo2" / "torch-standin")
+    assert "not the official file" in notes[-1]
