@@ -267,3 +267,24 @@ def test_the_demo_stages_labelled_standins_outside_the_users_cache(
     config, notes = demo_evaluation_config(tmp_path / "demo2")
     assert config["torch_home"] == str(tmp_path / "demo2" / "torch-standin")
     assert "not the official file" in notes[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_empty_real_split_fails_with_a_message_naming_it(settings: Any) -> None:
+    settings.RUN_HEARTBEAT_SECONDS = 0.2
+    real = lesion_dataset(Origin.REAL, [1, 2], seed=7, splits=["train", "train"])
+    synthetic = lesion_dataset(Origin.SYNTHETIC, [1, 2], seed=8)
+    run = launch_run(kind="evaluate", config={"real_split": "test"}, datasets=[real, synthetic])
+    assert execute_run(run.pk, "host-a") == Run.Status.FAILED
+    run.refresh_from_db()
+    assert "real_split: no real images in split 'test'" in run.error
+
+
+@pytest.mark.django_db
+def test_a_running_evaluation_page_reloads_itself_when_done(ml_engineer: Any) -> None:
+    client = Client()
+    client.login(username=ml_engineer.username, password=PASSWORD)
+    running = RunFactory(kind=Run.Kind.EVALUATE, status=Run.Status.RUNNING)
+    assert 'data-reload-on-finish="true"' in client.get(running.get_absolute_url()).content.decode()
+    done = RunFactory(kind=Run.Kind.EVALUATE, status=Run.Status.SUCCEEDED)
+    assert "data-reload-on-finish" not in client.get(done.get_absolute_url()).content.decode()
