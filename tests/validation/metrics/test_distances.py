@@ -85,6 +85,42 @@ def test_kid_with_one_full_subset_equals_a_direct_computation() -> None:
     assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-9)
 
 
+def _gaussian_moments(mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, ...]:
+    """First, second and third raw moments of N(mu, cov)."""
+    third = (
+        np.einsum("i,j,k->ijk", mu, mu, mu)
+        + np.einsum("i,jk->ijk", mu, cov)
+        + np.einsum("j,ik->ijk", mu, cov)
+        + np.einsum("k,ij->ijk", mu, cov)
+    )
+    return mu, cov + np.outer(mu, mu), third
+
+
+def _expected_kernel(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], d: int) -> float:
+    """E[(x.y/d + 1)^3] for independent x ~ a, y ~ b: 1 + 3E[s] + 3E[s^2] + E[s^3], s = x.y/d."""
+    s1 = a[0] @ b[0] / d
+    s2 = np.sum(a[1] * b[1]) / d**2
+    s3 = np.sum(a[2] * b[2]) / d**3
+    return float(1 + 3 * s1 + 3 * s2 + s3)
+
+
+def test_kid_of_gaussian_features_matches_the_closed_form_mmd() -> None:
+    d = 3
+    mx, cx = np.zeros(d), np.eye(d)
+    my, cy = np.array([0.5, 0.0, -0.5]), np.diag([1.5, 1.0, 0.5])
+    px, py = _gaussian_moments(mx, cx), _gaussian_moments(my, cy)
+    expected = (
+        _expected_kernel(px, px, d) + _expected_kernel(py, py, d) - 2 * _expected_kernel(px, py, d)
+    )
+    rng = np.random.default_rng(0)
+    x = rng.multivariate_normal(mx, cx, 20_000)
+    y = rng.multivariate_normal(my, cy, 20_000)
+    mean, std, _ = kid(x, y, subsets=50, subset_size=1000, seed=1)
+    # By hand: E k(x,x') = 2, E k(x,y) = 13/6, E k(y,y') = 1 + 0.5 + 4.75/3 + 10.625/27.
+    assert expected == pytest.approx(2 + (1 + 0.5 + 4.75 / 3 + 10.625 / 27) - 13 / 3, rel=1e-12)
+    assert abs(mean - expected) < 4 * std / np.sqrt(50)
+
+
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_a_shift() -> None:
     rng = np.random.default_rng(3)
     same = kid(rng.normal(size=(400, 8)), rng.normal(size=(400, 8)), subsets=20, subset_size=200)
