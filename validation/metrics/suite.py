@@ -485,7 +485,9 @@ class _Evaluation:
             by_pixel = p_rmse[s] < config.memorization_pixel
             if not (by_lpips or by_pixel):
                 continue
-            t = int(l_idx[s]) if by_lpips or not by_pixel else int(p_idx[s])
+            t = int(l_idx[s]) if by_lpips else int(p_idx[s])
+            # Distances of the pair shown (s, t); each space's own nearest index beside them.
+            f_syn, f_train = features["synthetic"][key][s], features["train"][key][t]
             flagged.append(
                 {
                     "synthetic": s,
@@ -494,10 +496,21 @@ class _Evaluation:
                     "train_key": self.train[t].key or self.train[t].path.name,
                     "synthetic_path": str(self.synthetic[s].path),
                     "train_path": str(self.train[t].path),
-                    "lpips": float(l_dist[s]),
-                    "pixel_rmse": float(p_rmse[s]),
-                    "feature_distance": float(np.sqrt(f_dist[s])),
+                    "lpips": float(
+                        ((emb["synthetic"][s] - emb["train"][t]).astype(np.float64) ** 2).sum()
+                    ),
+                    "pixel_rmse": float(
+                        np.sqrt(((syn_px[s] - train_px[t]).astype(np.float64) ** 2).sum())
+                    ),
+                    "feature_distance": float(
+                        np.sqrt(((f_syn - f_train).astype(np.float64) ** 2).sum())
+                    ),
                     "by": [n for n, hit in (("lpips", by_lpips), ("pixel", by_pixel)) if hit],
+                    "nearest": {
+                        "lpips": int(l_idx[s]),
+                        "pixel": int(p_idx[s]),
+                        "feature": int(f_idx[s]),
+                    },
                 }
             )
         out.update(

@@ -38,6 +38,7 @@ def test_planted_copies_are_flagged_and_shown_side_by_side(
     assert exact["lpips"] == pytest.approx(0.0, abs=1e-9)
     assert exact["pixel_rmse"] == pytest.approx(0.0, abs=1e-9)
     assert exact["feature_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert exact["nearest"] == {"lpips": 5, "pixel": 5, "feature": 5}
     assert audit["nearest"]["pixel_rmse"]["n"] == 8
     assert "nearest training image" in audit["definition"]
 
