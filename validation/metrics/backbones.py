@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+from validation.files import sha256_file
 from validation.metrics.cache import FeatureCache
 from validation.metrics.images import ImageItem, load_rgb
 from validation.metrics.weights import (
@@ -146,6 +147,7 @@ class LpipsEmbedder:
             raise ValueError(f"net: must be one of {', '.join(LPIPS_TRUNKS)}, got {net!r}")
         head = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
         self.weights: Weights = with_lpips_head(locate(LPIPS_TRUNKS[net], torch_home), net, head)
+        self.head_sha256 = sha256_file(head)
         self.net = net
         self.size = size
         self.device = resolve_device(device)
@@ -161,7 +163,7 @@ class LpipsEmbedder:
 
     @property
     def key(self) -> str:
-        return f"lpips-{self.net}-{self.weights.sha256[:16]}-{self.size}"
+        return f"lpips-{self.net}-{self.weights.sha256[:16]}-{self.head_sha256[:8]}-{self.size}"
 
     def kinds(self) -> list[str]:
         return ["lpips"]

@@ -31,6 +31,9 @@ from validation.metrics.weights import LABELS, Weights
 
 StageProgress = Callable[[str, int, int], None]
 
+#: LPIPS embeddings are cached on disk up to this image side (``lpips_size``).
+LPIPS_CACHE_MAX_SIZE = 64
+
 DEFINITIONS: dict[str, str] = {
     "fid": (
         "Frechet Inception Distance: |mu_r - mu_s|^2 + Tr(S_r + S_s - 2 (S_r S_s)^1/2) between "
@@ -188,11 +191,17 @@ class _Evaluation:
         sets = {"real": self.real, "synthetic": self.synthetic}
         if "memorization" in self.config.metrics:
             sets["train"] = self.train
-        # LPIPS embeddings are large (tens of KB per image) and quick: not cached on disk.
+        # An embedding is ~128 KB per image at 64 px (cached like the Inception features) but
+        # grows with the square of the side (2.5 MB at 256 px): larger ones are recomputed.
+        cache = (
+            self.features
+            if 0 < self.config.lpips_size <= LPIPS_CACHE_MAX_SIZE
+            else FeatureCache(None)
+        )
         out = {
             name: embedder.extract(
                 items,
-                FeatureCache(None),
+                cache,
                 self.config.batch_size,
                 lambda d, t, name=name: self.progress(f"lpips embeddings ({name})", d, t),
             )["lpips"]
