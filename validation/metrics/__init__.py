@@ -22,7 +22,7 @@ _LAZY = {
     "DEFINITIONS": "validation.metrics.suite",
     "TARGETS": "validation.metrics.suite",
     "evaluate": "validation.metrics.suite",
-    "write_pair_images": "validation.metrics.suite",
+    "write_pair_images": "validation.metrics.report",
 }
 
 __all__ = [

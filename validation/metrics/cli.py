@@ -17,7 +17,8 @@ from pathlib import Path
 
 from validation.metrics.config import FID_DIMS, LPIPS_NETS, METRICS, MetricsConfig
 from validation.metrics.images import ImageItem, folder_items
-from validation.metrics.suite import evaluate, write_pair_images
+from validation.metrics.report import write_pair_images
+from validation.metrics.suite import evaluate
 from validation.metrics.weights import MissingWeightsError
 
 
