@@ -8,6 +8,7 @@ from django.views.decorators.http import require_safe
 from backend.accounts.roles import can_view_data
 from backend.datasets.models import Dataset, Origin
 from backend.reviews.views import reader_home_context
+from backend.runs.evaluation import latest_evaluation
 from backend.runs.models import Run
 
 
@@ -30,5 +31,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "runs": Run.objects.all()[:10],
         "latest_synthetic": latest_synthetic,
         "preview": preview,
+        "evaluation": latest_evaluation(),
     }
     return render(request, "dashboard/home.html", context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-from backend.datasets.models import Dataset, TrainingSet
+from backend.datasets.models import Dataset, Origin, TrainingSet
 from backend.runs.downstream_inputs import check_inputs as check_downstream_inputs
 from backend.runs.kinds import RunKind, register
 from backend.runs.models import Run
@@ -12,6 +12,7 @@ from generation.conditional.config import ConditionalDiffusionConfig
 from generation.plans import GenerationConfig
 from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
 from validation.downstream.config import ExperimentConfig
+from validation.metrics.config import MetricsConfig
 
 
 def _refuse_locked(datasets: list[Dataset], purpose: str) -> None:
@@ -165,5 +166,50 @@ register(
             for name in ExperimentConfig.PRESETS
         },
         check_inputs=check_downstream_inputs,
+    )
+)
+
+
+def _check_evaluation_inputs(
+    datasets: list[Dataset], parents: list[Run], training_sets: list[TrainingSet]
+) -> None:
+    """An evaluate run compares a synthetic set (datasets or generate parents) with real data."""
+    if training_sets:
+        raise ValidationError(
+            {"training_sets": "an evaluate run takes datasets and generate runs, not training sets"}
+        )
+    if not any(d.origin == Origin.REAL for d in datasets):
+        raise ValidationError(
+            {"datasets": "an evaluate run needs at least one real dataset as the reference"}
+        )
+    others = [p for p in parents if p.kind != Run.Kind.GENERATE]
+    if others:
+        raise ValidationError(
+            {"parents": f"run #{others[0].pk} is a {others[0].kind} run; give generate runs"}
+        )
+    for parent in parents:
+        if parent.status != Run.Status.SUCCEEDED or not parent.generated_datasets.exists():
+            raise ValidationError(
+                {"parents": f"run #{parent.pk} has no synthetic set yet ({parent.status})"}
+            )
+    if not parents and not any(d.origin == Origin.SYNTHETIC for d in datasets):
+        raise ValidationError(
+            {
+                "datasets": "an evaluate run needs a synthetic set: a synthetic dataset or a generate parent run"
+            }
+        )
+
+
+register(
+    RunKind(
+        kind=Run.Kind.EVALUATE,
+        config_type=MetricsConfig,
+        executor_path="backend.runs.executors.evaluate.execute",
+        uses_gpu=True,
+        description="Quality metrics of a synthetic set against a real split: FID, KID, IS, LPIPS, tone fidelity, memorization.",
+        presets={
+            name: (lambda name=name: MetricsConfig.preset(name)) for name in MetricsConfig.PRESETS
+        },
+        check_inputs=_check_evaluation_inputs,
     )
 )

@@ -11,6 +11,7 @@ from backend.accounts.access import data_viewer_required, launcher_required
 from backend.http import private_file
 from backend.runs.compare import diff_rows, loss_polylines, summary
 from backend.runs.downstream_page import downstream_report
+from backend.runs.evaluation import evaluation_context
 from backend.runs.models import Run
 from backend.runs.services import cancel_run
 from backend.storage import artifacts
@@ -110,6 +111,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "generated": run.generated_datasets.all(),
         "shards": run.shards.all(),
         "downstream": downstream_report(run),
+        "evaluation": evaluation_context(run),
     }
     return render(request, "runs/detail.html", context)
 

@@ -54,6 +54,8 @@
       if (response.ok) {
         const p = await response.json();
         render(p);
+        // Result sections (e.g. an evaluation's tables) are drawn by the server: reload once.
+        if (p.finished && root.dataset.reloadOnFinish === "true") window.location.reload();
         if (p.finished) return;
       }
     } catch (e) {

@@ -251,6 +251,9 @@ class Command(BaseCommand):
             base_url=base_url,
         )
 
+        self._step("Evaluate the synthetic set against the phantom test split (gpu queue)")
+        evaluation = self._evaluate(demo_dir, dataset, synthetic, options["fresh"])
+
         self._step("Done")
         counts = synthetic.counts.get("fst", {})
         self.stdout.write(
@@ -260,6 +263,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  FST x diagnosis grid: {base_url}{synthetic.get_absolute_url()}")
         self.stdout.write(f"  training run:         {base_url}{train.get_absolute_url()}")
         self.stdout.write(f"  downstream results:   {base_url}{downstream.get_absolute_url()}")
+        self.stdout.write(f"  quality metrics:      {base_url}{evaluation.get_absolute_url()}")
         self.stdout.write(f"  admin:                {base_url}/admin/   API: {base_url}/api/docs/")
         if options["no_serve"]:
             return
@@ -268,6 +272,22 @@ class Command(BaseCommand):
             time.sleep(1)
         dead = [c.name for c in self.children if not c.alive()]
         raise CommandError(f"{', '.join(dead)} stopped unexpectedly; see the logs under {demo_dir}")
+
+    def _evaluate(self, demo_dir: Path, real: Dataset, synthetic: Dataset, fresh: bool) -> Run:
+        from backend.runs.evaluation import demo_evaluation_config
+
+        config, notes = demo_evaluation_config(demo_dir)
+        for note in notes:
+            self.stdout.write(f"  {note}")
+        run = self._reuse_or_launch(
+            Run.Kind.EVALUATE, config=config, datasets=[real, synthetic], fresh=fresh
+        )
+        run = self._wait_for_run(run)
+        for row in run.result.get("summary", []):
+            value = row["value"]
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            self.stdout.write(f"  {row['metric']}: {shown} [{row['n']}; {row['weights']}]")
+        return run
 
     def _build_phantom(self, folder: Path, config_values: dict[str, Any]) -> Path:
         from generation.phantom import PhantomConfig, build_phantom_dataset
