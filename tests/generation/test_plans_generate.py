@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -161,8 +163,13 @@ def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) 
     assert [image.index for image in partial] == list(range(8))
     assert first.generated == list(range(8))
     hashes = {image.index: image.sha256 for image in partial}
-    # A crash mid-write leaves a temporary file; one finished image got truncated.
-    (tmp_path / ".000009.png.abc.tmp").write_bytes(b"partial")
+    # A crash mid-write (long ago) left a temporary file; one finished image got truncated.
+    # A fresh temporary file may be another shard's write in progress: it is left alone.
+    leftover = tmp_path / ".000009.png.abc.tmp"
+    leftover.write_bytes(b"partial")
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    in_progress = tmp_path / ".000010.png.def.tmp"
+    in_progress.write_bytes(b"being written")
     truncated = tmp_path / "000007.png"
     with Image.open(truncated) as png:
         pixels_before = np.asarray(png).copy()
@@ -172,7 +179,9 @@ def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) 
     resumed = generate_images(second, plan, tmp_path, batch_size=4, provenance={"run": 2})
     assert second.generated == [7, 8, 9, 10, 11]  # only the missing and the broken one
     assert [image.index for image in resumed] == list(range(12))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:06d}.png" for i in range(12)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [in_progress.name] + [
+        f"{i:06d}.png" for i in range(12)
+    ]
     for image in resumed[:7]:
         assert not image.generated and image.sha256 == hashes[image.index]
         assert image.provenance["model"] == "fake"  # read back from the file

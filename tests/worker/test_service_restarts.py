@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pytest
@@ -104,27 +103,31 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis.stop()
 
 
-def test_a_run_survives_a_broker_restart(
-    private_redis: PrivateRedis, worker_env: dict[str, str], tmp_path: Path
-) -> None:
+def launch_on(redis: PrivateRedis) -> Run:
+    """A training run, queued on ``redis`` only (no other worker of the suite can take it)."""
     from celery import Celery
 
     from worker.celery import celery_settings
 
-    env = {**worker_env, "CELERY_BROKER_URL": private_redis.url}
-    worker = start_worker(env, tmp_path / "worker.log")
+    with mock.patch("backend.runs.services.enqueue"):
+        run = launch_run(kind="train-conditional", config=TRAINING, datasets=[dataset_with_cells()])
     sender = Celery("sender")
     sender.conf.update(celery_settings(settings))
+    # An explicit connection: Celery prefers the CELERY_BROKER_URL variable to broker_url.
+    with sender.connection_for_write(redis.url) as connection:
+        sender.send_task(
+            "worker.tasks.execute_run_gpu", kwargs={"run_pk": run.pk}, connection=connection
+        )
+    return run
+
+
+def test_a_run_survives_a_broker_restart(
+    private_redis: PrivateRedis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**worker_env, "CELERY_BROKER_URL": private_redis.url}
+    worker = start_worker(env, tmp_path / "worker.log")
     try:
-        with mock.patch("backend.runs.services.enqueue"):
-            run = launch_run(
-                kind="train-conditional", config=TRAINING, datasets=[dataset_with_cells()]
-            )
-        # An explicit connection: Celery prefers the CELERY_BROKER_URL variable to broker_url.
-        with sender.connection_for_write(private_redis.url) as connection:
-            sender.send_task(
-                "worker.tasks.execute_run_gpu", kwargs={"run_pk": run.pk}, connection=connection
-            )
+        run = launch_on(private_redis)
 
         def training() -> bool:
             run.refresh_from_db()
@@ -211,7 +214,7 @@ class FlakyProxy:
 
 
 def test_a_run_survives_a_database_restart(
-    worker_env: dict[str, str], tmp_path: Path, django_db_blocker: Any
+    private_redis: PrivateRedis, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     from django.db import connection
 
@@ -220,10 +223,14 @@ def test_a_run_survives_a_database_restart(
         pytest.skip("the database restart test needs PostgreSQL (CI sets DATABASE_URL)")
     proxy = FlakyProxy((params.get("HOST") or "127.0.0.1", int(params.get("PORT") or 5432)))
     proxied = dict(params, HOST="127.0.0.1", PORT=str(proxy.port))
-    env = {**worker_env, "DATABASE_URL": database_url(proxied)}
+    env = {
+        **worker_env,
+        "DATABASE_URL": database_url(proxied),
+        "CELERY_BROKER_URL": private_redis.url,
+    }
     worker = start_worker(env, tmp_path / "worker.log")
     try:
-        run = launch_run(kind="train-conditional", config=TRAINING, datasets=[dataset_with_cells()])
+        run = launch_on(private_redis)
 
         def training() -> bool:
             run.refresh_from_db()

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from backend import storage
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.execution import RunContext, RunStopped
 from backend.runs.executors.common import register_artifact, training_images
@@ -52,7 +53,11 @@ def training_reference(run: Run, synthetic: list[Dataset]) -> tuple[list[Image],
     for dataset in synthetic:
         generator = dataset.generated_by
         model_run = (
-            generator.parents.filter(kind=Run.Kind.TRAIN_CONDITIONAL).first() if generator else None
+            generator.parents.filter(
+                kind__in=(Run.Kind.TRAIN_CONDITIONAL, Run.Kind.TRAIN_LORA)
+            ).first()
+            if generator
+            else None
         )
         if model_run is not None:
             try:
@@ -68,15 +73,17 @@ def training_reference(run: Run, synthetic: list[Dataset]) -> tuple[list[Image],
 
 
 def _items(images: list[Image]) -> list[ImageItem]:
+    """The images as metric inputs, with local paths (fetched first where files are remote)."""
+    paths = storage.media().fetch_many((image.file, image.sha256 or None) for image in images)
     return [
         ImageItem(
-            path=image.path,
+            path=path,
             fst=image.fst,
             diagnosis=image.diagnosis or None,
             sha256=image.sha256,
             key=f"{image.dataset.name}/{image.image_id}",
         )
-        for image in images
+        for image, path in zip(images, paths, strict=True)
     ]
 
 
