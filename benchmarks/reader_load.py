@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -91,7 +92,9 @@ ANSWER = {
 }
 
 
-def _reader(base: str, login: ReaderLogin, result: LoadResult, double_every: int) -> None:
+def _reader(
+    base: str, login: ReaderLogin, result: LoadResult, double_every: int, think: float = 0.0
+) -> None:
     session = requests.Session()
 
     def fail(what: str) -> None:
@@ -148,20 +151,29 @@ def _reader(base: str, login: ReaderLogin, result: LoadResult, double_every: int
             with result.lock:
                 result.page_ms.append(page_ms)
                 result.image_ms.append(image_ms)
+            if think:
+                time.sleep(think)  # the reader looks at the case before the next one
     except Exception as exc:  # a reader that crashes is an error of the run, not of the script
         fail(f"{type(exc).__name__}: {exc}")
 
 
 def run_load(
-    base: str, logins: list[ReaderLogin], double_every: int = 10, spawn_rate: float = 0.0
+    base: str,
+    logins: list[ReaderLogin],
+    double_every: int = 10,
+    spawn_rate: float = 0.0,
+    think: float = 0.0,
 ) -> LoadResult:
     """Run every reader in its own thread against ``base``; return latencies and errors.
 
-    ``spawn_rate`` readers start per second (as Locust's ``-r``; 0 starts all at once).
+    ``spawn_rate`` readers start per second (as Locust's ``-r``; 0 starts all at once);
+    ``think`` seconds pass between a reader's cases (0: as fast as the server answers).
     """
     result = LoadResult()
     threads = [
-        threading.Thread(target=_reader, args=(base, login, result, double_every), daemon=True)
+        threading.Thread(
+            target=_reader, args=(base, login, result, double_every, think), daemon=True
+        )
         for login in logins
     ]
     for thread in threads:
@@ -209,6 +221,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--with-run", action="store_true", help="train a model meanwhile")
     parser.add_argument("--spawn-rate", type=float, default=10.0, help="readers started per second")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="seconds a reader spends on a case (real: 10-30)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -256,13 +271,14 @@ def main() -> None:
         if args.with_run:
             worker = _start_training(env)
         started = time.perf_counter()
-        result = run_load(base, logins, spawn_rate=args.spawn_rate)
+        result = run_load(base, logins, spawn_rate=args.spawn_rate, think=args.think)
         seconds = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(timeout=30)
         if worker is not None:
-            worker.terminate()
+            # The training is only background load: stop the worker and its pool at once.
+            os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=60)
     from backend.reviews.models import Answer
 
@@ -282,6 +298,7 @@ def main() -> None:
             "gunicorn_workers": args.workers,
             "training_meanwhile": args.with_run,
             "spawn_rate": args.spawn_rate,
+            "think_seconds": args.think,
             "database": django.conf.settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         },
         "seconds": round(seconds, 1),
@@ -298,7 +315,10 @@ def main() -> None:
     )
     print(json.dumps(record, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"reader_load-{record['date']}-{args.readers}x{args.cases}.json"
+    target = args.out / (
+        f"reader_load-{record['date']}-{args.readers}x{args.cases}-think{args.think:g}"
+        f"{'-with-run' if args.with_run else ''}.json"
+    )
     target.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {target}")
 
@@ -324,6 +344,7 @@ def _start_training(env: dict[str, str]) -> subprocess.Popen[bytes]:
         ],
         cwd=ROOT,
         env={**env, "COMPUTE_DEVICE": "cpu"},
+        start_new_session=True,
     )
     launch_run(
         kind="train-conditional",

@@ -7,14 +7,10 @@ is, with the note that phantom results are no literature evidence.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import CommandError
-
 from backend.datasets.models import Dataset
-from backend.datasets.services import import_in_background
 from backend.runs.models import Run
 
 EXTERNAL_DATASET = "phantom-external-test"
@@ -62,38 +58,14 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def import_external(command: Any, folder: Path) -> Dataset:
     """Import the external phantom folder as a locked external test set (reused when unchanged)."""
-    existing = Dataset.objects.filter(name=EXTERNAL_DATASET).first()
-    source = str(folder / "metadata.csv")
-    if (
-        existing is not None
-        and existing.status == Dataset.Status.READY
-        and existing.source == source
-    ):
+    dataset, imported = command.import_phantom(
+        EXTERNAL_DATASET, folder, role=Dataset.Role.EXTERNAL_TEST
+    )
+    if imported:
+        counts = ", ".join(f"{k}: {v}" for k, v in dataset.counts["fst"].items())
         command.stdout.write(
-            f"  reusing locked test set {existing.name!r} ({existing.image_count} images)"
+            f"  {dataset.image_count} images locked as an external test set; per FST {counts}"
         )
-        return existing
-    if existing is not None:
-        existing.delete()
-    dataset = import_in_background(
-        name=EXTERNAL_DATASET,
-        format="phantom",
-        metadata=folder / "metadata.csv",
-        images_dir=folder,
-        role=Dataset.Role.EXTERNAL_TEST,
-    )
-    while True:
-        command._check_children()
-        dataset.refresh_from_db()
-        if dataset.status != Dataset.Status.IMPORTING:
-            break
-        time.sleep(0.5)
-    if dataset.status != Dataset.Status.READY:
-        raise CommandError(f"import of the external test set failed: {dataset.errors[:3]}")
-    counts = ", ".join(f"{k}: {v}" for k, v in dataset.counts["fst"].items())
-    command.stdout.write(
-        f"  {dataset.image_count} images locked as an external test set; per FST {counts}"
-    )
     return dataset
 
 

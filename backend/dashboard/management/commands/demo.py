@@ -307,24 +307,31 @@ class Command(BaseCommand):
         self.stdout.write(f"  {summary.line()} in {time.monotonic() - started:.1f} s -> {folder}")
         return folder
 
-    def _import(self, phantom_dir: Path) -> Dataset:
-        existing = Dataset.objects.filter(name=PHANTOM_DATASET).first()
+    def import_phantom(
+        self, name: str, folder: Path, role: str = Dataset.Role.TRAINING
+    ) -> tuple[Dataset, bool]:
+        """Import a phantom folder as dataset ``name`` (reused when unchanged); wait for it.
+
+        Returns the dataset and whether it was imported now (False: reused).
+        """
+        existing = Dataset.objects.filter(name=name).first()
         if (
             existing is not None
             and existing.status == Dataset.Status.READY
-            and existing.source == str(phantom_dir / "metadata.csv")
+            and existing.source == str(folder / "metadata.csv")
         ):
             self.stdout.write(
                 f"  reusing dataset {existing.name!r} ({existing.image_count} images)"
             )
-            return existing
+            return existing, False
         if existing is not None:
             existing.delete()
         dataset = import_in_background(
-            name=PHANTOM_DATASET,
+            name=name,
             format="phantom",
-            metadata=phantom_dir / "metadata.csv",
-            images_dir=phantom_dir,
+            metadata=folder / "metadata.csv",
+            images_dir=folder,
+            role=role,
         )
         while True:
             self._check_children()
@@ -333,7 +340,13 @@ class Command(BaseCommand):
                 break
             time.sleep(0.5)
         if dataset.status != Dataset.Status.READY:
-            raise CommandError(f"import failed: {dataset.errors[:3]}")
+            raise CommandError(f"import of {name} failed: {dataset.errors[:3]}")
+        return dataset, True
+
+    def _import(self, phantom_dir: Path) -> Dataset:
+        dataset, imported = self.import_phantom(PHANTOM_DATASET, phantom_dir)
+        if not imported:
+            return dataset
         counts = ", ".join(f"{k}: {v}" for k, v in dataset.counts["fst"].items())
         self.stdout.write(f"  {dataset.image_count} images; per FST {counts}")
         splits = split_dataset(dataset, level="patient", seed=0)
