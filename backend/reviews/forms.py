@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -42,6 +43,8 @@ class StudyForm(forms.Form):
     copy_size = forms.IntegerField(min_value=16, max_value=4096, initial=256)
     copy_format = forms.ChoiceField(choices=Study.CopyFormat.choices, initial="PNG")
     allow_answer_modification = forms.BooleanField(required=False, initial=True)
+    # A fresh token per rendered form: a double click or a resubmit makes one study, not two.
+    request_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

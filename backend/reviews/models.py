@@ -81,6 +81,13 @@ class Study(models.Model):
         on_delete=models.SET_NULL,
         related_name="created_studies",
     )
+    request_token = models.UUIDField(
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="The builder form's one-time token: submitting the form twice makes one study.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

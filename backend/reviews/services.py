@@ -52,6 +52,8 @@ class StudyPlan:
     copy_size: int = 256
     copy_format: str = "PNG"
     allow_answer_modification: bool = True
+    #: The builder form's one-time token (a repeated submit finds the study it made).
+    request_token: uuid.UUID | None = None
 
 
 def real_pool(dataset: Dataset, split: str) -> QuerySet[Image]:
@@ -135,6 +137,7 @@ def create_study(
                 copy_bytes=size,
                 allow_answer_modification=plan.allow_answer_modification,
                 created_by=created_by,
+                request_token=plan.request_token,
             )
             Case.objects.bulk_create(
                 Case(

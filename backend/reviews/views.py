@@ -16,8 +16,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from backend.accounts.access import (
@@ -157,6 +158,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     form = StudyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        made = Study.objects.filter(request_token=data["request_token"]).first()
+        if made is not None:  # the same form sent again (a double click, a reload)
+            return redirect(made)
         plan = services.StudyPlan(
             name=data["name"],
             real_dataset=data["real_dataset"],
@@ -168,9 +172,13 @@ def study_create(request: HttpRequest) -> HttpResponse:
             copy_size=data["copy_size"],
             copy_format=data["copy_format"],
             allow_answer_modification=data["allow_answer_modification"],
+            request_token=data["request_token"],
         )
         try:
             study = services.create_study(plan, data["readers"], created_by=request.user)
+        except IntegrityError:
+            # Both submits got past the check at once; the other one made the study.
+            return redirect(get_object_or_404(Study, request_token=data["request_token"]))
         except ValidationError as exc:
             _add_errors(form, exc)
         else:

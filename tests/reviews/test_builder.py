@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ def test_an_engineer_builds_opens_invites_and_closes_a_study(
         "copy_size": 32,
         "copy_format": "PNG",
         "allow_answer_modification": "on",
+        "request_token": form_token(form),
     }
     too_many = client.post(reverse("reviews:study-create"), data | {"n_real": 9, "n_synthetic": 9})
     assert too_many.status_code == 200 and "can be matched" in too_many.content.decode()
@@ -53,6 +55,40 @@ def test_an_engineer_builds_opens_invites_and_closes_a_study(
     study.refresh_from_db()
     assert study.status == Study.Status.CLOSED
     assert "export.csv" in client.get(study.get_absolute_url()).content.decode()
+
+
+def form_token(html: str) -> str:
+    """The builder form's one-time token, as the browser would send it back."""
+    found = re.search(r'name="request_token" value="([0-9a-f-]{36})"', html)
+    assert found, "the builder form has no request token"
+    return found.group(1)
+
+
+def test_the_same_builder_form_sent_twice_makes_one_study(ml_engineer: Any) -> None:
+    real, synthetic = real_dataset(per_stratum=2), synthetic_dataset(per_stratum=2)
+    client = login(ml_engineer)
+    first_form = client.get(reverse("reviews:study-create")).content.decode()
+    second_form = client.get(reverse("reviews:study-create")).content.decode()
+    assert form_token(first_form) != form_token(second_form)  # one token per rendered form
+    data = {
+        "name": "double click",
+        "real_dataset": real.pk,
+        "real_split": Image.Split.TEST,
+        "synthetic_dataset": synthetic.pk,
+        "n_real": 2,
+        "n_synthetic": 2,
+        "copy_size": 32,
+        "copy_format": "PNG",
+        "request_token": form_token(first_form),
+    }
+    one = client.post(reverse("reviews:study-create"), data)
+    two = client.post(reverse("reviews:study-create"), data)
+    study = Study.objects.get()
+    assert one["Location"] == two["Location"] == study.get_absolute_url()
+    assert study.cases.count() == 4
+    # A second form (a new token) is a second study.
+    client.post(reverse("reviews:study-create"), data | {"request_token": form_token(second_form)})
+    assert Study.objects.count() == 2
 
 
 def test_the_django_admin_audits_studies_without_changing_their_status(reader_a: Any) -> None:
