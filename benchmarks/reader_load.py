@@ -80,20 +80,13 @@ class LoadResult:
         }
 
 
-ANSWER = {
-    "judgement": "real",
-    "confidence": "4",
-    "realism": "5",
-    "asymmetry_realistic": "True",
-    "border_realistic": "True",
-    "colour_realistic": "False",
-    "diameter_realistic": "True",
-    "reading_ms": "1500",
-}
-
-
 def _reader(
-    base: str, login: ReaderLogin, result: LoadResult, double_every: int, think: float = 0.0
+    base: str,
+    login: ReaderLogin,
+    result: LoadResult,
+    double_every: int,
+    think: float,
+    answer: dict[str, str],
 ) -> None:
     session = requests.Session()
 
@@ -140,7 +133,7 @@ def _reader(
             repeats = 2 if double_every and position % double_every == 0 else 1
             for _ in range(repeats):
                 started = time.perf_counter()
-                saved = session.post(url, data=ANSWER, headers=headers, timeout=30)
+                saved = session.post(url, data=answer, headers=headers, timeout=30)
                 answer_ms = (time.perf_counter() - started) * 1000
                 ok = saved.status_code == 200 and saved.json().get("saved") is True
                 with result.lock:
@@ -169,10 +162,13 @@ def run_load(
     ``spawn_rate`` readers start per second (as Locust's ``-r``; 0 starts all at once);
     ``think`` seconds pass between a reader's cases (0: as fast as the server answers).
     """
+    from tests.reviews.factories import complete_answer
+
     result = LoadResult()
+    answer = complete_answer()
     threads = [
         threading.Thread(
-            target=_reader, args=(base, login, result, double_every, think), daemon=True
+            target=_reader, args=(base, login, result, double_every, think, answer), daemon=True
         )
         for login in logins
     ]
@@ -183,12 +179,6 @@ def run_load(
     for thread in threads:
         thread.join()
     return result
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _prepare(readers: int, per_class: int) -> tuple[list[ReaderLogin], Any]:
@@ -237,7 +227,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     logins, study = _prepare(args.readers, args.cases // 2)
-    port = _free_port()
+    from tests.conftest import free_port
+
+    port = free_port()
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1"}
     server = subprocess.Popen(
         [

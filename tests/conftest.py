@@ -209,3 +209,12 @@ def wait_for_js(page: Any, expression: str, timeout: float = 15) -> Any:
     goes through the DevTools protocol instead.
     """
     return wait_for(lambda: page.evaluate(expression), timeout, 0.1, f"`{expression}` in the page")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

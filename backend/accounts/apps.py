@@ -5,9 +5,13 @@ from django.db.models.signals import post_migrate
 
 
 def _sync_role_groups(sender: Any, **kwargs: Any) -> None:
+    from django.apps import apps
+
     from backend.accounts.roles import ensure_role_groups
 
-    ensure_role_groups()
+    # post_migrate is sent once per app; permissions exist for every app after the last one.
+    if sender.label == list(apps.get_app_configs())[-1].label:
+        ensure_role_groups()
 
 
 class AccountsConfig(AppConfig):
@@ -16,5 +20,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        # After the last app's migrations, when every model's permissions exist.
         post_migrate.connect(_sync_role_groups, dispatch_uid="fairderm-role-groups")

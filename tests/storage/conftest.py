@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import services_required
+from tests.conftest import free_port, services_required
 
 ACCESS_KEY = "fairderm-test"
 SECRET_KEY = "fairderm-test-secret"
@@ -54,12 +53,6 @@ class S3Server:
         return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """``moto.server`` listening on 127.0.0.1 (a real HTTP S3 API, reachable by subprocesses)."""
@@ -70,7 +63,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         if services_required():
             raise
         pytest.skip(f"moto[server] and boto3 are needed for the S3 tests: {exc}")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     handle = log.open("wb")
     env = {**os.environ, "MOTO_PORT": str(port)}

@@ -25,19 +25,20 @@ from django.conf import settings
 
 from backend.runs.models import Run
 from backend.runs.services import launch_run
-from tests.conftest import database_url, services_required, start_worker, stop_worker, wait_for
+from tests.conftest import (
+    database_url,
+    free_port,
+    services_required,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
 from tests.datasets.factories import dataset_with_cells
 from tests.runs.factories import TINY_TRAINING
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TRAINING = {**TINY_TRAINING, "train_steps": 300, "checkpoint_every": 50}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _finished(run: Run) -> Run | None:
@@ -51,7 +52,7 @@ def _finished(run: Run) -> Run | None:
 class PrivateRedis:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -155,7 +156,7 @@ class FlakyProxy:
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
-        self.port = _free_port()
+        self.port = free_port()
         self.up = threading.Event()
         self.up.set()
         self.sockets: list[socket.socket] = []

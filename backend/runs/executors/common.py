@@ -14,11 +14,8 @@ from django.db.models import QuerySet
 from backend import storage
 from backend.datasets.models import Dataset, Image, Origin
 from backend.runs.models import Artifact, Run
+from generation.conditional.checkpoints import MARKER as CHECKPOINT_MARKER_NAME
 from validation.files import sha256_file, sha256_tree
-
-#: The completion marker of a training checkpoint folder (generation.conditional.checkpoints),
-#: published last so that a reader who sees it in the storage finds the whole folder.
-CHECKPOINT_MARKER = "COMPLETE.json"
 
 
 @functools.cache
@@ -60,7 +57,7 @@ def register_artifact(run: Run, name: str, kind: str, path: Path) -> Artifact:
     if path.is_dir():
         digest = sha256_tree(path)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        mirror.publish_tree(path, last=CHECKPOINT_MARKER)
+        mirror.publish_tree(path, last=CHECKPOINT_MARKER_NAME)
     else:
         digest, size = sha256_file(path), path.stat().st_size
         mirror.publish(path)
@@ -116,7 +113,7 @@ def publish_checkpoint(path: Path) -> None:
     mirror = storage.artifacts()
     if not mirror.remote:
         return
-    mirror.publish_tree(path, last=CHECKPOINT_MARKER)
+    mirror.publish_tree(path, last=CHECKPOINT_MARKER_NAME)
     root = path.parent
     for name in mirror.folders(mirror.name_of(root)):
         if not mirror.path(name).is_dir():
@@ -135,9 +132,9 @@ def restore_checkpoints(root: Path) -> list[Path]:
     fetched = []
     for name in mirror.folders(mirror.name_of(root)):
         local = mirror.path(name)
-        if (local / CHECKPOINT_MARKER).is_file():
+        if (local / CHECKPOINT_MARKER_NAME).is_file():
             continue
-        if not mirror.exists(f"{name}/{CHECKPOINT_MARKER}"):
+        if not mirror.exists(f"{name}/{CHECKPOINT_MARKER_NAME}"):
             continue  # published only in part: its worker died while uploading it
         fetched.append(mirror.fetch_tree(name))
     return fetched
@@ -190,3 +187,15 @@ def register_training_outputs(
     artifact = register_artifact(ctx.run, "model", Artifact.Kind.MODEL, model)
     ctx.progress(final_step, total_steps, final_loss)
     return {**summary, "model": artifact.path, "model_sha256": artifact.sha256}
+
+
+def training_summary(result: Any, training_images: int) -> dict[str, Any]:
+    """The part of a training run's result that every training kind reports."""
+    return {
+        "final_step": result.final_step,
+        "total_steps": result.total_steps,
+        "final_loss": result.final_loss,
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 1),
+        "training_images": training_images,
+    }

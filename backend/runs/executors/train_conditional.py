@@ -12,6 +12,7 @@ from backend.runs.executors.common import (
     prepare_training,
     publish_checkpoint,
     register_training_outputs,
+    training_summary,
 )
 from generation.conditional import (
     ConditionalDiffusionConfig,
@@ -45,14 +46,7 @@ def execute(ctx: RunContext, config: ConditionalDiffusionConfig) -> dict[str, An
     result = train_conditional(
         config, records, ctx.workdir, device=ctx.device, callbacks=RunCallbacks(ctx)
     )
-    summary: dict[str, Any] = {
-        "final_step": result.final_step,
-        "total_steps": result.total_steps,
-        "final_loss": result.final_loss,
-        "resumed_from": result.resumed_from,
-        "seconds": round(result.seconds, 1),
-        "training_images": len(records),
-    }
+    summary = training_summary(result, len(records))
     return register_training_outputs(
         ctx,
         summary,

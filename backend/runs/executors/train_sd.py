@@ -16,6 +16,7 @@ from backend.runs.executors.common import (
     prepare_training,
     register_training_outputs,
     restore_checkpoints,
+    training_summary,
 )
 from backend.runs.executors.train_conditional import RunCallbacks
 from backend.runs.models import Run
@@ -27,12 +28,7 @@ FROM_PARENT = "parent"
 
 def _summary(result: Any, records: list[Any]) -> dict[str, Any]:
     return {
-        "final_step": result.final_step,
-        "total_steps": result.total_steps,
-        "final_loss": result.final_loss,
-        "resumed_from": result.resumed_from,
-        "seconds": round(result.seconds, 1),
-        "training_images": len(records),
+        **training_summary(result, len(records)),
         "base_model": result.base_model,
         # Results of the offline test kit are never results of Stable Diffusion.
         "standin_weights": bool(result.base_model.get("standin")),
