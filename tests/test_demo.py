@@ -104,8 +104,9 @@ def test_the_demo_runs_the_chain_serves_the_balanced_set_and_stops_on_ctrl_c(
         assert counts.group(1) == "24"
         assert counts.group(2).strip() == "1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 4"
         grid_url = read_until(process, r"FST x diagnosis grid: (\S+)", 10, seen).group(1)
+        dashboard_url = read_until(process, r"go/no-go dashboard:\s+(\S+)", 10, seen).group(1)
         read_until(process, r"Serving http://127\.0\.0\.1", 10, seen)
-        check_grid_in_browser(grid_url, port, lead_password)
+        check_grid_in_browser(grid_url, port, lead_password, dashboard_url)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
     finally:
@@ -113,6 +114,21 @@ def test_the_demo_runs_the_chain_serves_the_balanced_set_and_stops_on_ctrl_c(
             process.kill()
     output = "".join(seen) + (process.stdout.read() if process.stdout else "")
     assert "Stopped the worker and the web server." in output
+    # The dashboard judged the demo's own runs: 24 images miss the 60k target (NO-GO), and
+    # stand-in weights, phantom data and simulated readers never count as a pass.
+    assert "  verdict: NO-GO" in output
+    table = dict(
+        re.findall(
+            r"^    (Synthetic set size|FID|Expert realism of synthetic images)\s.*\s(pass|fail|pending|not comparable)$",
+            output,
+            re.M,
+        )
+    )
+    assert table == {
+        "Synthetic set size": "fail",
+        "FID": "not comparable",
+        "Expert realism of synthetic images": "not comparable",
+    }, output[-3000:]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the web server outlived the demo"
     leftover = subprocess.run(
@@ -133,7 +149,7 @@ def test_the_demo_runs_the_chain_serves_the_balanced_set_and_stops_on_ctrl_c(
     assert again.stdout.count("reusing") >= 3  # phantom files, dataset and the finished runs
 
 
-def check_grid_in_browser(grid_url: str, port: int, password: str) -> None:
+def check_grid_in_browser(grid_url: str, port: int, password: str, dashboard_url: str) -> None:
     executable = chromium_path()
     if executable is None:
         if services_required():
@@ -161,4 +177,15 @@ def check_grid_in_browser(grid_url: str, port: int, password: str) -> None:
             "#sample-grid img", "els => els.map(e => e.naturalWidth)"
         )
         assert len(widths) == 24 and all(w == 32 for w in widths)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(dashboard_url)
+        assert page.locator("#verdict-value").inner_text() == "NO-GO"
+        assert page.locator("#target-set_size").get_attribute("data-status") == "fail"
+        assert page.locator("#target-realism").get_attribute("data-status") == "not comparable"
+        assert "simulated readers" in page.locator("#reader-study h2").inner_text()
+        assert page.locator("#failure-modes .failure").count() == 3
+        assert page.locator("#chart-accuracy circle").count() >= 2
+        assert page.locator("#sample-grid img").count() >= 6
+        assert not errors, errors
         browser.close()

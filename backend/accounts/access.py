@@ -15,7 +15,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework.permissions import BasePermission
 
-from backend.accounts.roles import can_launch, can_view_data
+from backend.accounts.roles import can_decide, can_launch, can_view_data
+from backend.dashboard.models import Project
 from backend.reviews.models import Assignment, Slot, Study
 
 View = Callable[..., HttpResponse]
@@ -37,6 +38,7 @@ def _gate(check: Callable[[Any], bool]) -> Callable[[View], View]:
 
 data_viewer_required = _gate(can_view_data)
 launcher_required = _gate(can_launch)
+lead_required = _gate(can_decide)
 
 
 class CanViewData(BasePermission):
@@ -75,3 +77,10 @@ def get_study_for_admin(user: Any, pk: int) -> Study:
     if not can_view_data(user):
         raise Http404
     return get_object_or_404(Study, pk=pk)
+
+
+def get_project_for_viewer(user: Any, pk: int) -> Project:
+    """A go/no-go project for ML engineers and leads; 404 for readers and everyone else."""
+    if not can_view_data(user):
+        raise Http404
+    return get_object_or_404(Project.objects.select_related("synthetic_dataset"), pk=pk)

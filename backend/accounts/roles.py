@@ -85,6 +85,11 @@ def can_view_data(user: AbstractBaseUser | AnonymousUser) -> bool:
     return has_role(user, Role.ML_ENGINEER, Role.LEAD)
 
 
+def can_decide(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Go/no-go projects: setting targets and recording decisions are for leads."""
+    return has_role(user, Role.LEAD)
+
+
 def can_launch(user: AbstractBaseUser | AnonymousUser) -> bool:
     """Importing datasets and launching or cancelling runs: ML engineers."""
     return has_role(user, Role.ML_ENGINEER)

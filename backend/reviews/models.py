@@ -74,6 +74,12 @@ class Study(models.Model):
         help_text="Readers may change saved answers until they submit the study; "
         "otherwise each answer is final once complete.",
     )
+    simulated_readers = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Answered by simulated readers (the demo): its figures never count "
+        "towards a target.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -43,6 +43,11 @@ def launcher(ok: int | str) -> dict[str, int | str]:
     return {**data_page(ok), "lead": 404}
 
 
+def lead_only(ok: int | str) -> dict[str, int | str]:
+    """Leads and superusers: go/no-go targets and decisions."""
+    return {**data_page(ok), "ml_engineer": 404}
+
+
 def reader_a_only(ok: int) -> dict[str, int | str]:
     return {**everyone(404), "anonymous": LOGIN, "reader_a": ok}
 
@@ -80,12 +85,34 @@ IMAGE = lambda w: w.image.pk  # noqa: E731
 RUN = lambda w: w.run.pk  # noqa: E731
 STUDY = lambda w: w.study.pk  # noqa: E731
 ASSIGNMENT_A = lambda w: w.assignment_a.pk  # noqa: E731
+PROJECT = lambda w: w.project.pk  # noqa: E731
 
 MATRIX: dict[str, Route] = {
     "dashboard:home": Route(
         _path("dashboard:home"), {**everyone(200), "anonymous": LOGIN}, SAFE_ONLY
     ),
     "healthz": Route(_path("healthz"), everyone(200), SAFE_ONLY),
+    # Go/no-go: ML engineers and leads read; leads set targets and record decisions.
+    "dashboard:project-list": Route(_path("dashboard:project-list"), data_page(), SAFE_ONLY),
+    "dashboard:project-create": Route(
+        _path("dashboard:project-create"), lead_only(200), lead_only(200)
+    ),
+    "dashboard:project": Route(_path("dashboard:project", PROJECT), data_page(), SAFE_ONLY),
+    "dashboard:project-edit": Route(
+        _path("dashboard:project-edit", PROJECT), lead_only(200), lead_only(200)
+    ),
+    "dashboard:project-decide": Route(
+        _path("dashboard:project-decide", PROJECT),
+        everyone(405),
+        lead_only(302),
+        data=lambda w: {"verdict": "INCOMPLETE", "note": "no evidence yet"},
+    ),
+    "dashboard:project-export-html": Route(
+        _path("dashboard:project-export-html", PROJECT), data_page(), SAFE_ONLY
+    ),
+    "dashboard:project-export-pdf": Route(
+        _path("dashboard:project-export-pdf", PROJECT), data_page(), SAFE_ONLY
+    ),
     # Datasets and runs: for the people who work with the data; never for readers.
     "datasets:list": Route(_path("datasets:list"), data_page(), SAFE_ONLY),
     "datasets:detail": Route(_path("datasets:detail", DATASET), data_page(), SAFE_ONLY),

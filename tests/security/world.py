@@ -9,6 +9,7 @@ from typing import Any
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from backend.dashboard.models import Project
 from backend.datasets.models import Dataset, Image, TrainingSet
 from backend.reviews.models import Assignment, Study
 from backend.runs.models import Run
@@ -31,6 +32,7 @@ class World:
     other_study: Study
     assignment_a: Assignment
     assignment_b: Assignment
+    project: Project
 
     def token(self, role: str) -> str:
         assignment = {"reader_a": self.assignment_a, "reader_b": self.assignment_b}[role]
@@ -72,6 +74,7 @@ def build_world() -> World:
         other_study=other,
         assignment_a=Assignment.objects.get(study=study, reader=users["reader_a"]),
         assignment_b=Assignment.objects.get(study=study, reader=users["reader_b"]),
+        project=Project.objects.create(name="main", synthetic_dataset=study.synthetic_dataset),
     )
 
 

@@ -4,7 +4,9 @@ Steps: migrate; create the demo accounts and print their passwords; build the ph
 dataset; start a real Celery worker process (the broker is whatever CELERY_BROKER_URL says:
 by default the filesystem broker under var/, no Redis needed) and the web server; then,
 through the same services as the UI and the API, import the phantom set, train the
-conditional diffusion model and generate an FST-balanced set, printing progress. The site
+conditional diffusion model, generate an FST-balanced set, open a reader study, run the
+downstream and quality evaluations and judge the set on the go/no-go dashboard (reader
+figures from simulated readers, labelled so), printing progress. The site
 stays up until Ctrl-C, which stops everything the command started.
 """
 
@@ -25,10 +27,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.accounts.management.commands.create_demo_users import create_demo_users
+from backend.dashboard.demo import demo_project, demo_project_lines
 from backend.datasets.models import Dataset
 from backend.datasets.services import import_in_background
 from backend.datasets.splitting import split_dataset
-from backend.reviews.demo import demo_study, demo_study_lines
+from backend.reviews.demo import demo_study, demo_study_lines, simulated_study
 from backend.runs.downstream_demo import run_downstream_demo
 from backend.runs.execution import reap_stale_runs
 from backend.runs.models import Run
@@ -254,6 +257,11 @@ class Command(BaseCommand):
         self._step("Evaluate the synthetic set against the phantom test split (gpu queue)")
         evaluation = self._evaluate(demo_dir, dataset, synthetic, options["fresh"])
 
+        self._step("Go/no-go dashboard (reader figures from SIMULATED readers, labelled so)")
+        simulated = simulated_study(dataset, synthetic)
+        project = demo_project(synthetic, simulated)
+        self.stdout.write("\n".join(demo_project_lines(project, base_url)))
+
         self._step("Done")
         counts = synthetic.counts.get("fst", {})
         self.stdout.write(
@@ -264,6 +272,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  training run:         {base_url}{train.get_absolute_url()}")
         self.stdout.write(f"  downstream results:   {base_url}{downstream.get_absolute_url()}")
         self.stdout.write(f"  quality metrics:      {base_url}{evaluation.get_absolute_url()}")
+        self.stdout.write(f"  go/no-go dashboard:   {base_url}{project.get_absolute_url()}")
         self.stdout.write(f"  admin:                {base_url}/admin/   API: {base_url}/api/docs/")
         if options["no_serve"]:
             return
