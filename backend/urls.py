@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from backend.core_views import healthz
+from backend.dashboard.api import ProjectViewSet
 from backend.datasets.api import DatasetViewSet, ImageViewSet, TrainingSetViewSet
 from backend.runs.api import RunViewSet
 
@@ -12,6 +13,7 @@ router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("images", ImageViewSet, basename="image")
 router.register("training-sets", TrainingSetViewSet, basename="training-set")
 router.register("runs", RunViewSet, basename="run")
+router.register("projects", ProjectViewSet, basename="project")
 
 urlpatterns = [
     path("", include("backend.dashboard.urls")),

@@ -130,3 +130,15 @@ def test_pdf_export(world: Any, lead: Any) -> None:
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     assert "Go/no-go report: melanoma-v2" in text
     assert "NO-GO" in text and "FID too high" in text
+
+
+def test_api_report_matches_the_page(world: Any, lead: Any, reader_a: Any) -> None:
+    client = login(lead)
+    data = client.get(f"/api/projects/{world.project.pk}/report/").json()
+    assert data["decision"]["verdict"] == "NO-GO"
+    rows = {row["key"]: row for row in data["targets"]}
+    assert rows["fid"]["status"] == "fail" and rows["fid"]["definition"]
+    assert data["reader_study"]["n_readers"] == 2
+    listed = client.get("/api/projects/").json()
+    assert [p["name"] for p in listed["results"]] == ["melanoma-v2"]
+    assert login(reader_a).get(f"/api/projects/{world.project.pk}/report/").status_code == 403

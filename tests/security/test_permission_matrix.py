@@ -199,6 +199,13 @@ MATRIX: dict[str, Route] = {
     ),
     "run-list": Route(lambda w: "/api/runs/", api(200), api(403, write=400)),
     "run-detail": Route(lambda w: f"/api/runs/{w.run.pk}/", api(200), api(403, write=405)),
+    "project-list": Route(lambda w: "/api/projects/", api(200), api(403, write=405)),
+    "project-detail": Route(
+        lambda w: f"/api/projects/{w.project.pk}/", api(200), api(403, write=405)
+    ),
+    "project-report": Route(
+        lambda w: f"/api/projects/{w.project.pk}/report/", api(200), api(403, write=405)
+    ),
     "run-cancel": Route(lambda w: f"/api/runs/{w.run.pk}/cancel/", api(405), api(403, write=200)),
 }
 
