@@ -21,6 +21,7 @@ from backend.accounts.access import data_viewer_required, get_project_for_viewer
 from backend.accounts.roles import can_view_data
 from backend.dashboard.forms import DecisionForm, ProjectForm
 from backend.dashboard.models import Decision, Project
+from backend.dashboard.pdf import PdfUnavailable, render_pdf
 from backend.dashboard.report import build_report, snapshot
 from backend.datasets.models import Dataset, Origin
 from backend.reviews.views import reader_home_context
@@ -156,16 +157,13 @@ def export_html(request: HttpRequest, pk: int) -> HttpResponse:
 def export_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     """The same report as PDF (WeasyPrint renders the self-contained HTML)."""
     project = get_project_for_viewer(request.user, pk)
-    try:
-        from weasyprint import HTML
-    except OSError as exc:  # the system's Pango is missing
-        return HttpResponse(
-            f"PDF export needs the Pango library on the server ({exc}); the HTML export works.",
-            status=503,
-            content_type="text/plain; charset=utf-8",
-        )
     html = render_to_string("dashboard/report_export.html", _export_context(project))
-    pdf = HTML(string=html, base_url=None).write_pdf()
+    try:
+        pdf = render_pdf(html)
+    except PdfUnavailable as exc:
+        return HttpResponse(
+            f"{exc}; the HTML export works.", status=503, content_type="text/plain; charset=utf-8"
+        )
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{_filename(project, "pdf")}"'
     response["Cache-Control"] = "private, no-store"

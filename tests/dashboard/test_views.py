@@ -6,6 +6,7 @@ import io
 import re
 from typing import Any
 
+import PIL.ImageFile
 import pytest
 from django.urls import reverse
 from pypdf import PdfReader
@@ -130,6 +131,8 @@ def test_pdf_export(world: Any, lead: Any) -> None:
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     assert "Go/no-go report: melanoma-v2" in text
     assert "NO-GO" in text and "FID too high" in text
+    # importing WeasyPrint turns on PIL's truncated-image leniency; the export turns it off again
+    assert PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
 def test_api_report_matches_the_page(world: Any, lead: Any, reader_a: Any) -> None:
