@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import generation.writer as writer_module
-from generation.generate import generate_images, read_provenance
+from generation.generate import MANIFEST_NAME, generate_images, read_provenance
 from generation.plans import GenerationItem, balanced_plan
 from generation.writer import ImageWriter
 from validation.files import TEMP_SUFFIX
@@ -67,8 +67,10 @@ def test_every_image_is_written_once_atomically_with_its_provenance(
         writer_threads=threads,
     )
     assert [image.index for image in images] == [item.index for item in plan]
-    destinations = Counter(Path(dst).name for _, dst in replaces)
+    destinations = Counter(Path(dst).name for _, dst in replaces if dst.endswith(".png"))
     assert destinations == Counter(f"{item.index:06d}.png" for item in plan)  # once each
+    # the SHA256SUMS record is rewritten (atomically) after the scan and after each batch
+    assert {Path(dst).name for _, dst in replaces} - set(destinations) == {MANIFEST_NAME}
     for src, dst in replaces:  # a temporary file beside the destination, renamed over it
         assert Path(src).parent == Path(dst).parent and src.endswith(TEMP_SUFFIX)
     assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
