@@ -10,29 +10,38 @@ that are already there, so a retried or resumed job never regenerates or duplica
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import platform
-from collections.abc import Callable, Sequence
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from generation.plans import GenerationItem
-from validation.files import atomic_path, sha256_file, sweep_temp_files
+from generation.writer import MAX_WRITER_THREADS, PROVENANCE_KEY, ImageWriter
+from validation.checks import check_int
+from validation.files import atomic_write_text, sha256_file, sweep_temp_files
 
 logger = logging.getLogger(__name__)
 
-PROVENANCE_KEY = "fairderm:provenance"
 #: A temporary file younger than this may be another shard's write in progress.
 TEMP_FILE_GRACE_SECONDS = 600.0
 #: Per-image provenance fields; they override same-named keys of the caller's provenance.
 ITEM_FIELDS = ("index", "seed", "fst", "diagnosis")
+#: The folder's record of image hashes: ``<sha256>  <name>`` lines, sorted by name.
+MANIFEST_NAME = "SHA256SUMS"
+_MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([^/\\]+)$")
 
 
 class ImageSampler(Protocol):
@@ -89,13 +98,63 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(text)
 
 
+def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Image name to hex sha256, as recorded in ``output_dir/SHA256SUMS`` (empty if none).
+
+    Args:
+        output_dir (`str` or `os.PathLike`): A folder written by ``generate_images``.
+    """
+    path = Path(output_dir) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    record: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _MANIFEST_LINE.match(line)
+        if match is None:
+            raise ValueError(f"output_dir: {path} line {number} is not '<sha256>  <name>'")
+        record[match.group(2)] = match.group(1)
+    return record
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder itself: shards of a run share one folder."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _update_manifest(output_dir: Path, add: Mapping[str, str], remove: Iterable[str] = ()) -> None:
+    """Drop the ``remove`` names and record ``add`` in ``SHA256SUMS``, rewritten atomically."""
+    remove = set(remove)
+    with _folder_lock(output_dir):
+        try:
+            record = read_manifest(output_dir)
+        except ValueError:
+            logger.warning("Rewriting the unreadable %s in %s", MANIFEST_NAME, output_dir)
+            record = {}
+        if not remove & record.keys() and all(record.get(k) == v for k, v in add.items()):
+            return
+        for name in remove:
+            record.pop(name, None)
+        record.update(add)
+        text = "".join(f"{record[name]}  {name}\n" for name in sorted(record))
+        atomic_write_text(output_dir / MANIFEST_NAME, text)
+
+
 def image_path(output_dir: str | os.PathLike[str], index: int, width: int = 6) -> Path:
     """``output_dir/<index zero-padded to width>.png``."""
     return Path(output_dir) / f"{index:0{width}d}.png"
 
 
-def _existing(path: Path, item: GenerationItem) -> GeneratedImage | None:
-    """The finished image at ``path`` for ``item``, or ``None`` if missing or unreadable."""
+def _existing(path: Path, item: GenerationItem, recorded: str | None) -> GeneratedImage | None:
+    """The finished image at ``path`` for ``item``, or ``None`` if missing or unreadable, or if
+    its sha256 differs from the ``recorded`` one."""
     if not path.is_file():
         return None
     try:
@@ -122,24 +181,20 @@ def _existing(path: Path, item: GenerationItem) -> GeneratedImage | None:
             f"output_dir: {path.name} belongs to another plan "
             f"(index, seed, fst, diagnosis {found} instead of {wanted})"
         )
+    digest = sha256_file(path)
+    if recorded is not None and digest != recorded:
+        logger.warning("Regenerating %s: its bytes differ from those in %s", path, MANIFEST_NAME)
+        return None
     return GeneratedImage(
         index=item.index,
         path=path,
-        sha256=sha256_file(path),
+        sha256=digest,
         fst=item.fst,
         diagnosis=item.diagnosis,
         seed=item.seed,
         provenance=provenance,
         generated=False,
     )
-
-
-def _write_png(image: Image.Image, path: Path, provenance: dict[str, Any]) -> str:
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
-    return sha256_file(path)
 
 
 def generate_images(
@@ -151,6 +206,7 @@ def generate_images(
     provenance: dict[str, Any],
     on_progress: Callable[[int, int, list[GeneratedImage]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    writer_threads: int = 0,
 ) -> list[GeneratedImage]:
     """Generate ``items`` in batches as PNGs with provenance, skipping those already on disk.
 
@@ -169,7 +225,13 @@ def generate_images(
             Called after the skip scan and after every batch with (images done, total, the
             images that step added).
         should_stop (`Callable[[], bool]`, *optional*):
-            Polled before every batch; ``True`` stops after the images already written.
+            Polled before every batch; ``True`` stops after the images already made (those
+            still being written are finished first).
+        writer_threads (`int`, *optional*, defaults to 0):
+            Threads that encode and write the PNGs while the sampler makes the next batch
+            (at most two batches wait for them); 0 writes each batch before the next is made.
+            Either way ``on_progress`` sees every batch once its files are complete, in plan
+            order, and a write error is raised here.
 
     Returns:
         The images done, in plan order: the whole plan, or fewer if ``should_stop`` ended the run.
@@ -177,6 +239,7 @@ def generate_images(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: {batch_size!r} is not an integer >= 1")
+    check_int("writer_threads", writer_threads, 0, MAX_WRITER_THREADS)
     if not isinstance(provenance, dict):
         raise ValueError(f"provenance: expected a dict, got {type(provenance).__name__}")
     try:
@@ -193,54 +256,88 @@ def generate_images(
     # Other shards may be writing into this folder now: leave their fresh temporary files.
     sweep_temp_files(output_dir, min_age=TEMP_FILE_GRACE_SECONDS)
     width = max(6, len(str(max(indices, default=0))))
+    try:
+        recorded = read_manifest(output_dir)
+    except ValueError as error:
+        logger.warning("Ignoring %s", error)
+        recorded = {}
 
     done: dict[int, GeneratedImage] = {}
     pending: list[GenerationItem] = []
     for item in items:
-        existing = _existing(image_path(output_dir, item.index, width), item)
+        path = image_path(output_dir, item.index, width)
+        existing = _existing(path, item, recorded.get(path.name))
         if existing is None:
             pending.append(item)
         else:
             done[item.index] = existing
+    # Before any file is (re)written, its old line goes; the images found whole are listed.
+    _update_manifest(
+        output_dir,
+        add={image.path.name: image.sha256 for image in done.values()},
+        remove=[image_path(output_dir, item.index, width).name for item in pending],
+    )
     if done:
         logger.info("Skipping %d of %d images already in %s", len(done), len(items), output_dir)
     if on_progress is not None:
         on_progress(len(done), len(items), [done[i] for i in indices if i in done])
 
-    for start in range(0, len(pending), batch_size):
-        if should_stop is not None and should_stop():
-            logger.info("Generation stopped with %d of %d images", len(done), len(items))
-            break
-        batch = pending[start : start + batch_size]
-        generators = [torch.Generator().manual_seed(item.seed) for item in batch]
-        images = list(sampler(batch, generators))
-        if len(images) != len(batch):
-            raise ValueError(f"sampler: returned {len(images)} images for {len(batch)} items")
-        # A sampler may report facts per image (e.g. an img2img source): kept in provenance.
-        details = getattr(sampler, "last_details", None) or {}
-        written: list[GeneratedImage] = []
-        for item, image in zip(batch, images, strict=True):
-            if not isinstance(image, Image.Image):
-                raise ValueError(f"sampler: returned {type(image).__name__}, not a PIL image")
-            record = {
-                **provenance,
-                **details.get(item.index, {}),
-                **{key: getattr(item, key) for key in ITEM_FIELDS},
-            }
-            path = image_path(output_dir, item.index, width)
-            digest = _write_png(image, path, record)
-            written.append(
-                GeneratedImage(
-                    index=item.index,
-                    path=path,
-                    sha256=digest,
-                    fst=item.fst,
-                    diagnosis=item.diagnosis,
-                    seed=item.seed,
-                    provenance=record,
+    # Batches whose files are being written, oldest first: (items, records, paths, futures).
+    writing: deque[
+        tuple[list[GenerationItem], list[dict[str, Any]], list[Path], list[Future[str]]]
+    ] = deque()
+
+    def finish(wait: bool) -> None:
+        """Record the oldest batches whose files are complete (all of them with ``wait``)."""
+        while writing and (wait or all(future.done() for future in writing[0][3])):
+            batch, records, paths, futures = writing.popleft()
+            written: list[GeneratedImage] = []
+            for item, record, path, future in zip(batch, records, paths, futures, strict=True):
+                written.append(
+                    GeneratedImage(
+                        index=item.index,
+                        path=path,
+                        sha256=future.result(),  # raises the writer's error
+                        fst=item.fst,
+                        diagnosis=item.diagnosis,
+                        seed=item.seed,
+                        provenance=record,
+                    )
                 )
-            )
-            done[item.index] = written[-1]
-        if on_progress is not None:
-            on_progress(len(done), len(items), written)
+                done[item.index] = written[-1]
+            _update_manifest(output_dir, add={image.path.name: image.sha256 for image in written})
+            if on_progress is not None:
+                on_progress(len(done), len(items), written)
+
+    with ImageWriter(writer_threads, max_pending=2 * batch_size) as writer:
+        for start in range(0, len(pending), batch_size):
+            if should_stop is not None and should_stop():
+                logger.info("Generation stopped with %d of %d images", len(done), len(items))
+                break
+            batch = pending[start : start + batch_size]
+            generators = [torch.Generator().manual_seed(item.seed) for item in batch]
+            images = list(sampler(batch, generators))
+            if len(images) != len(batch):
+                raise ValueError(f"sampler: returned {len(images)} images for {len(batch)} items")
+            # A sampler may report facts per image (e.g. an img2img source): kept in provenance.
+            details = getattr(sampler, "last_details", None) or {}
+            records: list[dict[str, Any]] = []
+            paths: list[Path] = []
+            futures: list[Future[str]] = []
+            for item, image in zip(batch, images, strict=True):
+                if not isinstance(image, Image.Image):
+                    raise ValueError(f"sampler: returned {type(image).__name__}, not a PIL image")
+                records.append(
+                    {
+                        **provenance,
+                        **details.get(item.index, {}),
+                        **{key: getattr(item, key) for key in ITEM_FIELDS},
+                    }
+                )
+                paths.append(image_path(output_dir, item.index, width))
+                futures.append(writer.submit(image, paths[-1], records[-1]))
+            writing.append((batch, records, paths, futures))
+            finish(wait=False)
+            writer.raise_if_failed()
+        finish(wait=True)
     return [done[index] for index in indices if index in done]

@@ -11,8 +11,9 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from generation.fast_config import FastPathConfig
 from generation.phantom.allocation import largest_remainder
 from validation.checks import check_float, check_int
 from validation.vocabulary import FST
@@ -291,6 +292,12 @@ class GenerationConfig:
             starts each image from a real image of the same diagnosis on ``source_fsts``.
         strength (`float`, defaults to 0.6): img2img strength in (0, 1] (1 ignores the source).
         source_fsts (`tuple[int, ...]`, defaults to I-III): Skin types img2img starts from.
+        dtype, channels_last, fuse_qkv, compile_mode, compile_vae, cuda_graphs, fp8,
+        vae_batch_size: Stable Diffusion models only: how the pipeline runs, see
+            ``generation.fast_config.FastPathConfig`` (the defaults are the plain fp32 path;
+            ``FastPathConfig.gpu()`` lists the fast settings for a CUDA GPU).
+        writer_threads (`int`, defaults to 4): Threads encoding and writing the PNGs while the
+            next batch is sampled (any model).
     """
 
     rule: str = "per_cell"
@@ -312,6 +319,28 @@ class GenerationConfig:
     mode: str = "txt2img"
     strength: float = 0.6
     source_fsts: tuple[int, ...] = (1, 2, 3)
+    dtype: str = "fp32"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile_mode: str = "none"
+    compile_vae: bool = False
+    cuda_graphs: bool = False
+    fp8: bool = False
+    vae_batch_size: int = 0
+    writer_threads: int = 4
+
+    #: The fields that ``fast_path`` passes on to ``FastPathConfig``.
+    FAST_FIELDS: ClassVar[tuple[str, ...]] = (
+        "dtype",
+        "channels_last",
+        "fuse_qkv",
+        "compile_mode",
+        "compile_vae",
+        "cuda_graphs",
+        "fp8",
+        "vae_batch_size",
+        "writer_threads",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsts", tuple(self.fsts))
@@ -351,6 +380,24 @@ class GenerationConfig:
         _check_seed(self.seed)
         if not isinstance(self.dataset_name, str) or len(self.dataset_name) > 200:
             raise ValueError("dataset_name: must be a string of at most 200 characters")
+        self.fast_path()  # its errors name these fields too
+
+    def fast_path(self, compile_cache_dir: str = "") -> FastPathConfig:
+        """The ``FastPathConfig`` of these settings (``compile_cache_dir`` is the machine's)."""
+        return FastPathConfig(
+            **{name: getattr(self, name) for name in self.FAST_FIELDS},
+            compile_cache_dir=compile_cache_dir,
+        )
+
+    @property
+    def uses_fast_path(self) -> bool:
+        """Whether any Stable-Diffusion-only speed setting differs from the plain path."""
+        plain = FastPathConfig()
+        return any(
+            getattr(self, name) != getattr(plain, name)
+            for name in self.FAST_FIELDS
+            if name != "writer_threads"
+        )
 
     @property
     def needs_real_counts(self) -> bool:

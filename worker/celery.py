@@ -16,6 +16,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -167,25 +169,35 @@ def _close_stale_connections_after(**_: Any) -> None:
 STARTUP_SWEEP_MIN_AGE = 3600.0
 
 
-@worker_ready.connect
-def _sweep_leftovers(**_: Any) -> None:
-    """Remove what interrupted atomic writes left in this machine's file roots (in the
-    background; only old temporary files, as other workers may share the folders)."""
-    from django.conf import settings
-
+def sweep_leftovers(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Remove what interrupted atomic writes left under ``roots``: only temporary files older
+    than ``STARTUP_SWEEP_MIN_AGE``, as other workers may share the folders. Returns them."""
     from validation.files import sweep_temp_files
 
-    def sweep() -> None:
-        for root in (settings.MEDIA_ROOT, settings.ARTIFACTS_ROOT):
-            try:
-                removed = sweep_temp_files(root, min_age=STARTUP_SWEEP_MIN_AGE)
-            except OSError:
-                logger.exception("sweeping %s failed", root)
-                continue
-            if removed:
-                logger.info("removed %d leftover temporary files under %s", len(removed), root)
+    removed: list[Path] = []
+    for root in roots:
+        try:
+            found = sweep_temp_files(root, min_age=STARTUP_SWEEP_MIN_AGE)
+        except OSError:
+            logger.exception("sweeping %s failed", root)
+            continue
+        if found:
+            logger.info("removed %d leftover temporary files under %s", len(found), root)
+        removed += found
+    return removed
 
-    threading.Thread(target=sweep, name="fairderm-sweep", daemon=True).start()
+
+@worker_ready.connect
+def _sweep_leftovers(**_: Any) -> None:
+    """Sweep this machine's file roots at start, in the background (see sweep_leftovers)."""
+    from django.conf import settings
+
+    threading.Thread(
+        target=sweep_leftovers,
+        args=([settings.MEDIA_ROOT, settings.ARTIFACTS_ROOT],),
+        name="fairderm-sweep",
+        daemon=True,
+    ).start()
 
 
 @worker_ready.connect

@@ -9,6 +9,7 @@ from backend.runs.downstream_inputs import check_inputs as check_downstream_inpu
 from backend.runs.kinds import RunKind, register
 from backend.runs.models import Run
 from generation.conditional.config import ConditionalDiffusionConfig
+from generation.fast_config import FastPathConfig
 from generation.plans import GenerationConfig
 from generation.sd_finetune.config import LoraTrainingConfig, TextualInversionConfig
 from validation.downstream.config import ExperimentConfig
@@ -99,6 +100,21 @@ register(
                 guidance_scale=7.5,
                 sampler="dpmsolver++",
                 batch_size=16,
+            ),
+            # The fast path on a CUDA GPU (see docs/performance.md): bf16, channels_last,
+            # compiled UNet with CUDA graphs, PNGs written on 8 threads.
+            "sd-txt2img-fast-gpu": lambda: GenerationConfig(
+                rule="per_cell",
+                count=100,
+                guidance_scale=7.5,
+                sampler="dpmsolver++",
+                num_inference_steps=25,
+                batch_size=32,
+                **{
+                    name: value
+                    for name, value in FastPathConfig.gpu().to_dict().items()
+                    if name in GenerationConfig.FAST_FIELDS
+                },
             ),
         },
         check_inputs=_check_generation_inputs,

@@ -9,6 +9,10 @@ per-image provenance, resumption, sharding and tone gate as the conditional mode
   the caption of the planned FST with ``strength`` (0 keeps the source, 1 ignores it). Every
   img2img image records its source and a lesion-preservation score
   (``validation.lesion``) beside the tone the gate measures, so users can choose the strength.
+
+With ``fast`` (a ``generation.fast.FastPathConfig``) the pipeline is prepared once for speed
+(dtype, channels_last, compiled UNet, CUDA graphs, fp8) and images are decoded by
+``generation.fast.decode_latents``; the sampling loop itself stays diffusers' own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
+from generation.fast import FastPathConfig, decode_latents, mark_step, prepare_pipeline
 from generation.plans import GenerationItem
 from generation.sd_finetune.config import caption
 from generation.stable_diffusion import load_sd_pipeline, pipeline_provenance
@@ -45,6 +50,8 @@ class SDSampler:
         strength (`float`): img2img strength in (0, 1].
         sources (`dict`): img2img only: ``{diagnosis: [source image paths]}``.
         model (`dict`): What identifies the model (hashes, stand-in label), for provenance.
+        fast (`FastPathConfig`, *optional*): Prepare the pipeline for speed (in place, on
+            creation) and decode on the device; ``None`` keeps the stock pipeline call.
     """
 
     pipe: StableDiffusionPipeline
@@ -65,6 +72,7 @@ class SDSampler:
     adapters: dict[int, str] = field(default_factory=dict)
     #: Condition embeddings by FST (per-FST adapters) or under ``None``.
     embeddings: dict[Any, Any] = field(default_factory=dict)
+    fast: FastPathConfig | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +83,10 @@ class SDSampler:
             raise ValueError("sources: img2img needs source images (FST I-III of each diagnosis)")
         self.pipe.set_progress_bar_config(disable=True)
         self._img2img: StableDiffusionImg2ImgPipeline | None = None
+        #: Largest batch seen; shorter ones are padded to it when ``fast.static_batches``.
+        self._static_batch = 0
+        if self.fast is not None:
+            prepare_pipeline(self.pipe, self.fast)
 
     @classmethod
     def from_lora(
@@ -85,14 +97,21 @@ class SDSampler:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         scheduler: str | None = None,
+        fast: FastPathConfig | None = None,
         **kwargs: Any,
     ) -> SDSampler:
-        """Load ``base_model`` with a FairDerm LoRA output (adapters, tokens, embeddings)."""
+        """Load ``base_model`` with a FairDerm LoRA output (adapters, tokens, embeddings).
+
+        With ``fast``, its dtype replaces ``dtype`` and the pipeline is prepared for speed.
+        """
         from generation.sd_finetune.config import condition_token
         from generation.sd_finetune.lora import WEIGHTS_NAME, load_lora_output, read_lora_metadata
         from generation.sd_finetune.textual_inversion import FOLDER as TI_FOLDER
         from generation.sd_finetune.textual_inversion import tokens_config
 
+        if fast is not None:
+            fast.check_device(device)  # before loading gigabytes
+            dtype = fast.torch_dtype
         pipe = load_sd_pipeline(base_model, device=device, dtype=dtype, scheduler=scheduler)
         loaded = load_lora_output(pipe, lora_folder)
         config = loaded.config
@@ -119,6 +138,7 @@ class SDSampler:
             tokens=tokens,
             model=model,
             diagnoses=tuple(config.diagnoses),
+            fast=fast,
             **kwargs,
         )
         sampler.adapters = dict(loaded.adapters)
@@ -167,19 +187,32 @@ class SDSampler:
     def _sample(
         self, items: list[GenerationItem], generators: list[torch.Generator], fst: int | None
     ) -> list[Image.Image]:
+        wanted = len(items)
+        if self.fast is not None and self.fast.static_batches:
+            # A compiled model recompiles for every new shape: pad to the largest batch with
+            # copies of the last item (own generators, same noise), dropped afterwards.
+            self._static_batch = max(self._static_batch, wanted)
+            extra = self._static_batch - wanted
+            items = items + [items[-1]] * extra
+            generators = generators + [
+                torch.Generator(device=generators[-1].device).manual_seed(items[-1].seed)
+                for _ in range(extra)
+            ]
         text = self._text_inputs(items, fst)
+        output_type = "pil" if self.fast is None else "latent"
         with torch.no_grad():
+            mark_step(self.fast)
             if self.mode == "txt2img":
-                return list(
-                    self.pipe(
-                        **text,
-                        num_inference_steps=self.num_inference_steps,
-                        guidance_scale=self.guidance_scale,
-                        generator=generators,
-                        height=self.resolution,
-                        width=self.resolution,
-                    ).images
-                )
+                result = self.pipe(
+                    **text,
+                    num_inference_steps=self.num_inference_steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=generators,
+                    height=self.resolution,
+                    width=self.resolution,
+                    output_type=output_type,
+                ).images
+                return self._images(result)[:wanted]
             if self._img2img is None:
                 self._img2img = StableDiffusionImg2ImgPipeline(
                     **self.pipe.components, requires_safety_checker=False
@@ -187,23 +220,29 @@ class SDSampler:
                 self._img2img.set_progress_bar_config(disable=True)
             paths = [self.source_for(item) for item in items]
             sources = [_square(path, self.resolution) for path in paths]
-            images = list(
-                self._img2img(
-                    **text,
-                    image=sources,
-                    strength=self.strength,
-                    num_inference_steps=self.num_inference_steps,
-                    guidance_scale=self.guidance_scale,
-                    generator=generators,
-                ).images
-            )
-        for item, path, source, image in zip(items, paths, sources, images, strict=True):
+            result = self._img2img(
+                **text,
+                image=sources,
+                strength=self.strength,
+                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale,
+                generator=generators,
+                output_type=output_type,
+            ).images
+            images = self._images(result)[:wanted]
+        for item, path, source, image in zip(items, paths, sources, images, strict=False):
             self.last_details[item.index] = {
                 "source_image": path.name,
                 "source_sha256": sha256_file(path),
                 "lesion_preservation": lesion_preservation(source, image).to_dict(),
             }
         return images
+
+    def _images(self, result: Any) -> list[Image.Image]:
+        """PIL images from the pipeline's output: decoded here on the fast path."""
+        if self.fast is None:
+            return list(result)
+        return decode_latents(self.pipe, result, self.fast.vae_batch_size, self.fast)
 
     def provenance(self) -> dict[str, Any]:
         """Sampling settings and model identity, for ``generate_images(provenance=...)``."""
@@ -218,6 +257,8 @@ class SDSampler:
         }
         if self.mode == "img2img":
             settings["strength"] = self.strength
+        if self.fast is not None:
+            settings["fast_path"] = self.fast.to_dict()
         return settings
 
 

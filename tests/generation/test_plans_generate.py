@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from generation.generate import (
+    MANIFEST_NAME,
     PROVENANCE_KEY,
     GeneratedImage,
     generate_images,
     package_versions,
+    read_manifest,
     read_provenance,
 )
 from generation.plans import (
@@ -179,9 +181,10 @@ def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) 
     resumed = generate_images(second, plan, tmp_path, batch_size=4, provenance={"run": 2})
     assert second.generated == [7, 8, 9, 10, 11]  # only the missing and the broken one
     assert [image.index for image in resumed] == list(range(12))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [in_progress.name] + [
-        f"{i:06d}.png" for i in range(12)
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [in_progress.name, MANIFEST_NAME] + [f"{i:06d}.png" for i in range(12)]
+    )
+    assert read_manifest(tmp_path) == {image.path.name: image.sha256 for image in resumed}
     for image in resumed[:7]:
         assert not image.generated and image.sha256 == hashes[image.index]
         assert image.provenance["model"] == "fake"  # read back from the file
@@ -193,6 +196,45 @@ def test_generation_resumes_without_regenerating_or_duplicating(tmp_path: Path) 
     third = FakeSampler()
     again = generate_images(third, plan, tmp_path, batch_size=4, provenance={})
     assert third.calls == [] and len(again) == 12
+
+
+def test_the_manifest_lists_every_image_and_a_changed_one_is_made_again(tmp_path: Path) -> None:
+    plan = balanced_plan([1, 6], ["nevus"], per_cell=3, base_seed=4)
+    polls = iter([False, True])
+    first = generate_images(
+        FakeSampler(), plan, tmp_path, batch_size=4, provenance={}, should_stop=lambda: next(polls)
+    )
+    # Written after each batch: the first four are listed, in sha256sum's format.
+    lines = (tmp_path / MANIFEST_NAME).read_text().splitlines()
+    assert lines == [f"{image.sha256}  {image.path.name}" for image in first]
+    assert read_manifest(tmp_path) == {image.path.name: sha256_file(image.path) for image in first}
+    # Image 2 is changed after it was written, yet stays a readable PNG with its provenance
+    # (saved again with other compression): its bytes no longer match the listed sha256.
+    changed = first[2].path
+    with Image.open(changed) as png:
+        png.load()
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(PROVENANCE_KEY, png.text[PROVENANCE_KEY])
+        png.save(changed, format="PNG", pnginfo=info, compress_level=0)
+    assert sha256_file(changed) != first[2].sha256
+    sampler = FakeSampler()
+    images = generate_images(sampler, plan, tmp_path, batch_size=4, provenance={})
+    assert sampler.generated == [2, 4, 5]
+    assert images[2].sha256 == first[2].sha256  # same seed, same pixels, same file
+    assert read_manifest(tmp_path) == {image.path.name: sha256_file(image.path) for image in images}
+
+
+def test_an_unreadable_manifest_is_rebuilt_and_read_manifest_names_it(tmp_path: Path) -> None:
+    plan = balanced_plan([2], ["nevus"], per_cell=2, base_seed=0)
+    generate_images(FakeSampler(), plan, tmp_path, batch_size=2, provenance={})
+    (tmp_path / MANIFEST_NAME).write_text("not a checksum line\n")
+    with pytest.raises(ValueError, match="^output_dir: .* line 1 is not"):
+        read_manifest(tmp_path)
+    sampler = FakeSampler()
+    images = generate_images(sampler, plan, tmp_path, batch_size=2, provenance={})
+    assert sampler.calls == []  # the images themselves are whole
+    assert read_manifest(tmp_path) == {image.path.name: image.sha256 for image in images}
+    assert read_manifest(tmp_path / "nothing-here") == {}
 
 
 def test_a_tone_replacement_the_plan_does_not_list_is_made_again(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from django.urls import reverse
 
 from backend.runs.models import Run, RunShard
 from backend.runs.services import launch_run
+from generation.generate import read_manifest
 from tests.accounts.factories import PASSWORD
 from tests.conftest import ROOT, wait_for
 from tests.datasets.factories import dataset_with_cells
@@ -76,6 +77,10 @@ def finish(process: subprocess.Popen[bytes], base: Path, name: str, timeout: flo
 
 def files_under(folder: Path) -> set[str]:
     return {p.name for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def pngs_under(folder: Path) -> set[str]:
+    return {name for name in files_under(folder) if name.endswith(".png")}
 
 
 def test_a_training_killed_on_one_machine_resumes_on_another_from_the_bucket(
@@ -227,9 +232,12 @@ def test_shards_made_on_two_machines_are_gathered_through_the_bucket(
         key = f"media/{image.file}"
         assert key in stored
         assert sha256_bytes(s3_server.get(s3_bucket, key)) == image.sha256
-    made_on_b = files_under(base / "machine-b" / "media" / "generated")
+    made_on_b = pngs_under(base / "machine-b" / "media" / "generated")
     assert made_on_b and {int(name[:-4]) % 4 for name in made_on_b} == {0, 1}
-    assert len(files_under(base / "machine-c" / "media" / "generated")) == 24
+    assert len(pngs_under(base / "machine-c" / "media" / "generated")) == 24
+    # The machine that gathered the set lists every final image with the hash the rows have.
+    gathered = base / "machine-c" / "media" / "generated" / f"run-{run.folder_name}"
+    assert read_manifest(gathered) == {f"{i.image_id}.png": i.sha256 for i in images}
     # The web machine serves an image that machine B made, fetched from the bucket.
     from_b = next(i for i in images if int(i.image_id) % 4 == 0)
     client.login(username=ml_engineer.username, password=PASSWORD)

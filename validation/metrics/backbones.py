@@ -12,12 +12,17 @@
   network pass per pair (tests compare it with ``lpips.LPIPS.forward``).
 
 Both check their weight file first (``validation.metrics.weights``) and never download.
+Images are decoded ahead of the model on ``loader_threads`` threads (PNG and JPEG decoding
+release the GIL), in order, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,9 @@ from validation.metrics.weights import (
 
 Progress = Callable[[int, int], None]
 
+#: Default threads decoding images ahead of the model (pytorch-fid's CLI uses as many workers).
+LOADER_THREADS = min(8, os.cpu_count() or 1)
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
@@ -47,11 +55,36 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def _batches(items: Sequence[ImageItem], todo: list[int], batch_size: int) -> Any:
+def _loaded(
+    items: Sequence[ImageItem], todo: list[int], threads: int
+) -> Iterator[tuple[int, NDArray[np.float32]]]:
+    """``(index, image)`` for each index of ``todo`` in order, decoded ahead on ``threads``."""
+    if threads <= 1:
+        for index in todo:
+            yield index, load_rgb(items[index].path)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="fairderm-decode") as pool:
+        pending = iter(todo)
+        window: deque[tuple[int, Future[NDArray[np.float32]]]] = deque()
+
+        def refill() -> None:
+            while len(window) < 4 * threads:
+                index = next(pending, None)
+                if index is None:
+                    return
+                window.append((index, pool.submit(load_rgb, items[index].path)))
+
+        refill()
+        while window:
+            index, future = window.popleft()
+            refill()
+            yield index, future.result()
+
+
+def _batches(items: Sequence[ImageItem], todo: list[int], batch_size: int, threads: int) -> Any:
     """Batches of indices of ``todo`` whose images share a size (a batch must stack)."""
     pending: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
-    for index in todo:
-        array = load_rgb(items[index].path)
+    for index, array in _loaded(items, todo, threads):
         group = pending.setdefault(array.shape, [])
         group.append((index, array))
         if len(group) == batch_size:
@@ -120,9 +153,10 @@ class InceptionFeatures:
         cache: FeatureCache,
         batch_size: int = 50,
         on_progress: Progress | None = None,
+        loader_threads: int = LOADER_THREADS,
     ) -> dict[str, NDArray[np.float32]]:
         """Features of every item, from the cache where present; new ones are cached."""
-        return _extract(self, items, cache, batch_size, on_progress)
+        return _extract(self, items, cache, batch_size, on_progress, loader_threads)
 
 
 class LpipsEmbedder:
@@ -195,8 +229,9 @@ class LpipsEmbedder:
         cache: FeatureCache,
         batch_size: int = 50,
         on_progress: Progress | None = None,
+        loader_threads: int = LOADER_THREADS,
     ) -> dict[str, NDArray[np.float32]]:
-        return _extract(self, items, cache, batch_size, on_progress)
+        return _extract(self, items, cache, batch_size, on_progress, loader_threads)
 
 
 def _extract(
@@ -205,6 +240,7 @@ def _extract(
     cache: FeatureCache,
     batch_size: int,
     on_progress: Progress | None,
+    loader_threads: int = LOADER_THREADS,
 ) -> dict[str, NDArray[np.float32]]:
     kinds = backbone.kinds()
     found: dict[str, list[NDArray[np.float32] | None]] = {k: [None] * len(items) for k in kinds}
@@ -219,7 +255,7 @@ def _extract(
     done = len(items) - len(todo)
     if on_progress:
         on_progress(done, len(items))
-    for group in _batches(items, todo, batch_size):
+    for group in _batches(items, todo, batch_size, loader_threads):
         batch = torch.from_numpy(np.stack([array for _, array in group]))
         outputs = backbone.forward(batch)
         for k in kinds:

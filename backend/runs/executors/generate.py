@@ -140,6 +140,13 @@ def load_sampler(
                 f"mode: {config.mode} needs a Stable Diffusion (train-lora) model; "
                 f"run #{parent.pk} is {parent.kind}"
             )
+        if config.uses_fast_path:
+            plain = GenerationConfig()
+            name = next(n for n in config.FAST_FIELDS if getattr(config, n) != getattr(plain, n))
+            raise ValueError(
+                f"{name}: the fast-path settings need a Stable Diffusion (train-lora) model; "
+                f"run #{parent.pk} is {parent.kind}"
+            )
         sampler = ConditionalPipelineSampler.from_pretrained(
             model.fetch(),
             device=device,
@@ -169,6 +176,8 @@ def load_sampler(
         mode=config.mode,
         strength=config.strength,
         sources=sources,
+        # Compiled kernels kept between worker processes (inductor's on-disk cache).
+        fast=config.fast_path(str(Path(settings.VAR_DIR) / "cache" / "torchinductor")),
     )
     return sampler, list(lora.diagnoses)
 
@@ -240,6 +249,7 @@ def execute(ctx: RunContext, config: GenerationConfig) -> dict[str, Any]:
         provenance=job.provenance,
         on_progress=on_progress,
         should_stop=ctx.should_stop,
+        writer_threads=config.writer_threads,
     )
     if len(images) < len(job.plan):
         return {"stopped": True, "images": len(images), "planned": len(job.plan)}
@@ -267,6 +277,7 @@ def generate_shard(
         provenance=job.provenance,
         on_progress=progress,
         should_stop=should_stop,
+        writer_threads=config.writer_threads,
     )
     return len(images)
 

@@ -1,0 +1,284 @@
+"""The fast Stable Diffusion path: one pipeline preparation and one decode step, configured once.
+
+``FastPathConfig`` says how a pipeline runs (dtype, memory format, fused attention projections,
+``torch.compile`` mode and CUDA graphs, fp8 matrix products, VAE decode batch, PNG writer
+threads); it never changes *what* is sampled (scheduler, steps, guidance and batch size stay in
+``generation.plans.GenerationConfig`` and ``SDSampler``). ``prepare_pipeline`` applies it to a
+loaded pipeline, in place, once; ``SDSampler(fast=...)`` then samples latents with the stock
+diffusers loop (classifier-free guidance batched as ``[uncond, cond]``, SDPA attention) and
+decodes them with :func:`decode_latents`, which converts to 8-bit on the device and copies
+only the bytes to the CPU. ``generate_images(writer_threads=...)`` encodes the PNGs on threads.
+
+The defaults are the plain path (fp32, nothing compiled) and run anywhere; on the CPU they give
+the same pixels as a stock ``pipe(...)`` call. :meth:`FastPathConfig.gpu` is the fast preset.
+Options that need hardware are refused elsewhere with a ``ValueError`` naming the option:
+``fp16`` and ``cuda_graphs`` need CUDA, ``fp8`` an NVIDIA Hopper GPU (compute capability 9.x).
+
+fp8 here means the UNet's attention and feed-forward ``Linear`` layers run as e4m3 matrix
+products (``torch._scaled_mm``) with one scale per weight row and one per activation row; the
+convolutions (about 55% of the UNet's FLOPs at 512 px) and attention itself stay bf16. It
+changes the pixels: use it only where :func:`image_agreement` against the bf16 images of the
+same seeds holds (LPIPS < 0.02 per image, the issue's threshold), as the generation benchmark
+checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from generation.fast_config import COMPILE_MODES, DTYPE_NAMES, FastPathConfig
+from validation.checks import check_int
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "COMPILE_MODES",
+    "DTYPE_NAMES",
+    "FAST_ATTR",
+    "FastPathConfig",
+    "Fp8Linear",
+    "convert_linears_to_fp8",
+    "decode_latents",
+    "has_lora",
+    "image_agreement",
+    "mark_step",
+    "prepare_pipeline",
+]
+
+#: Attribute of a prepared pipeline holding what :func:`prepare_pipeline` did.
+FAST_ATTR = "fairderm_fast_path"
+#: Largest finite float8 e4m3 value.
+E4M3_MAX = 448.0
+
+
+# --- fp8 -----------------------------------------------------------------------------------
+
+
+class Fp8Linear(torch.nn.Module):
+    """A ``Linear`` layer as an fp8 e4m3 matrix product with per-row scales.
+
+    The weight is quantised once, one scale per output row; each input row (token) is
+    quantised on the fly with its own scale. ``torch._scaled_mm`` multiplies in fp8 and
+    returns the input's dtype (bf16 on CUDA). Under ``torch.compile`` the quantisation fuses
+    into neighbouring kernels.
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / E4M3_MAX
+        self.register_buffer("weight_fp8", (weight / scale).to(torch.float8_e4m3fn))
+        self.register_buffer("weight_scale", scale.t().contiguous())  # 1 x out
+        bias = linear.bias.detach().clone() if linear.bias is not None else None
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features)
+        scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / E4M3_MAX
+        quantised = (rows.float() / scale).to(torch.float8_e4m3fn)
+        out = torch._scaled_mm(
+            quantised,
+            self.weight_fp8.t(),
+            scale_a=scale,
+            scale_b=self.weight_scale,
+            out_dtype=x.dtype,
+        )
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, e4m3"
+
+
+def has_lora(module: torch.nn.Module) -> bool:
+    """Whether peft LoRA layers are injected into ``module``."""
+    return any(hasattr(child, "lora_A") for child in module.modules())
+
+
+def convert_linears_to_fp8(module: torch.nn.Module) -> int:
+    """Replace the attention and feed-forward ``Linear`` layers of ``module`` by ``Fp8Linear``.
+
+    Converted: plain ``torch.nn.Linear`` layers inside attention (``attn*``) and feed-forward
+    (``ff``) blocks whose sizes are multiples of 16 (fp8 products need that). Left alone:
+    everything else, including layers wrapped by peft (LoRA keeps running in full precision).
+
+    Returns:
+        `int`: How many layers were converted.
+    """
+    targets: list[tuple[torch.nn.Module, str, torch.nn.Linear]] = []
+    for name, parent in module.named_modules():
+        if "lora_" in name or hasattr(parent, "lora_A"):
+            continue
+        if not any(part.startswith("attn") or part == "ff" for part in name.split(".")):
+            continue
+        for child_name, child in parent.named_children():
+            if (
+                type(child) is torch.nn.Linear
+                and child.in_features % 16 == 0
+                and child.out_features % 16 == 0
+            ):
+                targets.append((parent, child_name, child))
+    for parent, child_name, child in targets:
+        setattr(parent, child_name, Fp8Linear(child))
+    return len(targets)
+
+
+# --- preparing and decoding ------------------------------------------------------------------
+
+
+def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
+    """Apply ``config`` to ``pipe`` (a diffusers Stable Diffusion pipeline) in place, once.
+
+    On the pipeline's current device: casts to ``config.dtype``, sets SDPA attention
+    (``AttnProcessor2_0``, or its fused form with ``fuse_qkv``), channels_last, fp8 layers,
+    and compiles the UNet (and the VAE decoder with ``compile_vae``). On CUDA it also turns on
+    ``torch.backends.cudnn.benchmark`` (process-wide: fixed shapes pick their fastest
+    convolution once). Compilation is lazy: the first batch of each shape compiles.
+
+    Returns:
+        `dict`: What was done (the config, the device, fp8 layers converted), also stored on
+        the pipeline as ``pipe.fairderm_fast_path``. Calling again with the same config returns
+        it unchanged.
+
+    Raises:
+        `ValueError`: If the device cannot run an option (see ``FastPathConfig.check_device``),
+        if ``fuse_qkv`` is asked with LoRA adapters loaded, or if the pipeline was already
+        prepared with another config.
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    if not isinstance(config, FastPathConfig):
+        raise ValueError(f"config: expected a FastPathConfig, got {type(config).__name__}")
+    device = pipe.device
+    config.check_device(device)
+    previous = getattr(pipe, FAST_ATTR, None)
+    if previous is not None:
+        if previous["config"] == config.to_dict():
+            return previous
+        raise ValueError(
+            "config: this pipeline was already prepared with another fast-path config; "
+            "load a fresh pipeline instead"
+        )
+    if config.fuse_qkv and (has_lora(pipe.unet) or has_lora(pipe.text_encoder)):
+        raise ValueError(
+            "fuse_qkv: not possible with LoRA adapters loaded (the fused projections would "
+            "bypass them); turn it off for LoRA models"
+        )
+    for component in pipe.components.values():
+        # Only modules of another dtype: diffusers warns on every dtype cast.
+        if isinstance(component, torch.nn.Module):
+            first = next(component.parameters(), None)
+            if first is not None and first.dtype != config.torch_dtype:
+                component.to(dtype=config.torch_dtype)
+    for model in (pipe.unet, pipe.vae):
+        if config.fuse_qkv:
+            model.fuse_qkv_projections()  # sets FusedAttnProcessor2_0 (SDPA on fused q, k, v)
+        else:
+            model.set_attn_processor(AttnProcessor2_0())
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+    fp8_layers = convert_linears_to_fp8(pipe.unet) if config.fp8 else 0
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    mode = config.torch_compile_mode
+    if mode is not None:
+        if config.compile_cache_dir and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            os.makedirs(config.compile_cache_dir, exist_ok=True)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = config.compile_cache_dir
+        pipe.unet.compile(mode=mode, dynamic=False)
+        if config.compile_vae:
+            pipe.vae.decoder.compile(mode=mode, dynamic=False)
+    info = {
+        "config": config.to_dict(),
+        "device": str(device),
+        "torch_compile_mode": mode,
+        "fp8_linear_layers": fp8_layers,
+        "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR") if mode else None,
+    }
+    setattr(pipe, FAST_ATTR, info)
+    return info
+
+
+def mark_step(config: FastPathConfig | None) -> None:
+    """Tell inductor's CUDA graphs that a new, independent call begins (no-op without them)."""
+    if config is not None and config.cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+@torch.no_grad()
+def decode_latents(
+    pipe: Any, latents: torch.Tensor, batch_size: int = 0, config: FastPathConfig | None = None
+) -> list[Image.Image]:
+    """Decode SD latents to PIL images, ``batch_size`` latents per VAE call (0: all at once).
+
+    The arithmetic is the stock pipeline's (``vae.decode(latents / scaling_factor)``, then
+    ``x * 0.5 + 0.5`` clamped to [0, 1], then ``round(x * 255)`` in float32), done on the
+    pipeline's device; only the 8-bit pixels are copied to the CPU.
+    """
+    check_int("batch_size", batch_size, 0, 1 << 20)
+    vae = pipe.vae
+    scaled = latents / vae.config.scaling_factor
+    images: list[Image.Image] = []
+    for chunk in scaled.split(batch_size or max(1, len(scaled))):
+        mark_step(config)
+        pixels = vae.decode(chunk, return_dict=False)[0]
+        pixels = (pixels * 0.5 + 0.5).clamp(0, 1)
+        array = (pixels.permute(0, 2, 3, 1).float() * 255).round().to(torch.uint8).cpu().numpy()
+        images.extend(Image.fromarray(np.ascontiguousarray(row)) for row in array)
+    return images
+
+
+def image_agreement(
+    reference: list[Image.Image],
+    candidate: list[Image.Image],
+    *,
+    device: str | torch.device = "cpu",
+    net: str = "alex",
+    torch_home: str | None = None,
+) -> dict[str, Any]:
+    """How far ``candidate`` images are from ``reference`` images of the same seeds.
+
+    LPIPS (``validation.metrics.backbones.LpipsEmbedder`` at the images' own size; its weights
+    are labelled official or not) and pixel differences: mean and max LPIPS, mean absolute
+    difference in 8-bit levels, and the lowest PSNR in dB.
+    """
+    from validation.metrics.backbones import LpipsEmbedder
+
+    if len(reference) != len(candidate) or not reference:
+        raise ValueError(
+            f"candidate: needs one image per reference image, got {len(candidate)} for {len(reference)}"
+        )
+    embedder = LpipsEmbedder(net, size=0, device=device, torch_home=torch_home)
+    ref = np.stack([np.asarray(image.convert("RGB")) for image in reference])
+    cand = np.stack([np.asarray(image.convert("RGB")) for image in candidate])
+    if ref.shape != cand.shape:
+        raise ValueError(f"candidate: image shape {cand.shape[1:]} differs from {ref.shape[1:]}")
+    lpips: list[float] = []
+    for start in range(0, len(ref), 8):
+        pair = [
+            torch.from_numpy(batch[start : start + 8]).permute(0, 3, 1, 2).float() / 255.0
+            for batch in (ref, cand)
+        ]
+        a, b = (embedder.forward(x)["lpips"].float() for x in pair)
+        lpips.extend(((a - b) ** 2).sum(dim=1).cpu().tolist())
+    diff = ref.astype(np.float64) - cand.astype(np.float64)
+    mse = (diff**2).reshape(len(ref), -1).mean(axis=1)
+    psnr = [float("inf") if m == 0 else float(10 * np.log10(255.0**2 / m)) for m in mse]
+    return {
+        "images": len(ref),
+        "lpips_mean": float(np.mean(lpips)),
+        "lpips_max": float(np.max(lpips)),
+        "lpips_weights": embedder.weights.to_dict()["label"],
+        "mean_abs_diff_8bit": float(np.abs(diff).mean()),
+        "psnr_min_db": min(psnr),
+    }
