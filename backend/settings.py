@@ -257,6 +257,13 @@ IMPORT_MIN_IMAGE_SIDE: int = env.int("FAIRDERM_IMPORT_MIN_IMAGE_SIDE", 16, min_v
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON that the database cannot store (NaN, Infinity, NUL, lone surrogates) is a 400
+    # naming the field, not a 500 at save time (backend/api_input.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "backend.api_input.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

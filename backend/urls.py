@@ -31,3 +31,6 @@ urlpatterns = [
 
 admin.site.site_header = "FairDerm administration"
 admin.site.site_title = "FairDerm"
+
+# JSON 404s under /api/ (backend/core_views.py); the HTML page everywhere else.
+handler404 = "backend.core_views.not_found"

@@ -57,15 +57,18 @@ def derive_seed(base_seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "big") & MAX_SEED
 
 
-def _check_labels(fsts: Iterable[int], diagnoses: Iterable[str]) -> tuple[list[int], list[str]]:
+def _check_labels(
+    fsts: Iterable[int], diagnoses: Iterable[str], fsts_name: str = "fsts"
+) -> tuple[list[int], list[str]]:
+    """Check skin types and diagnosis codes; errors name ``fsts_name`` (``share_fsts``, ...)."""
     fst_list: list[int] = []
     for value in fsts:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"fsts: {value!r} is not an integer skin type")
+            raise ValueError(f"{fsts_name}: {value!r} is not an integer skin type")
         try:
             fst_list.append(int(FST(value)))
         except ValueError:
-            raise ValueError(f"fsts: {value!r} is not a Fitzpatrick skin type 1-6") from None
+            raise ValueError(f"{fsts_name}: {value!r} is not a Fitzpatrick skin type 1-6") from None
     diagnosis_list = list(diagnoses)
     for code in diagnosis_list:
         try:
@@ -73,11 +76,11 @@ def _check_labels(fsts: Iterable[int], diagnoses: Iterable[str]) -> tuple[list[i
         except ValueError as error:
             raise ValueError(f"diagnoses: {error}") from None
     if not fst_list:
-        raise ValueError("fsts: no skin types given")
+        raise ValueError(f"{fsts_name}: no skin types given")
     if not diagnosis_list:
         raise ValueError("diagnoses: no diagnoses given")
     if len(set(fst_list)) != len(fst_list):
-        raise ValueError(f"fsts: {fst_list} repeats a skin type")
+        raise ValueError(f"{fsts_name}: {fst_list} repeats a skin type")
     if len(set(diagnosis_list)) != len(diagnosis_list):
         raise ValueError(f"diagnoses: {diagnosis_list} repeats a code")
     return fst_list, diagnosis_list
@@ -342,14 +345,14 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsts", tuple(self.fsts))
         object.__setattr__(self, "source_fsts", tuple(self.source_fsts))
-        _check_labels(self.source_fsts, ("other",))
+        _check_labels(self.source_fsts, ("other",), "source_fsts")
         if self.mode not in GENERATION_MODES:
             raise ValueError(f"mode: {self.mode!r} is not one of {', '.join(GENERATION_MODES)}")
         check_float("strength", self.strength, 0.01, 1.0)
         object.__setattr__(self, "diagnoses", tuple(self.diagnoses))
         object.__setattr__(self, "share_fsts", tuple(self.share_fsts))
         _check_labels(self.fsts, self.diagnoses or ("other",))
-        _check_labels(self.share_fsts, ("other",))
+        _check_labels(self.share_fsts, ("other",), "share_fsts")
         if self.rule not in PLAN_RULES:
             raise ValueError(f"rule: {self.rule!r} is not one of {', '.join(PLAN_RULES)}")
         if self.spread not in SPREADS:
@@ -360,6 +363,8 @@ class GenerationConfig:
             ("batch_size", 1, 4096),
             ("tone_retries", 0, 20),
             ("shards", 1, 1024),
+            # Named here as "seed"; _check_seed below would call it base_seed.
+            ("seed", 0, MAX_SEED),
         ):
             check_int(name, getattr(self, name), low, high)
         if self.tone_tolerance is not None:

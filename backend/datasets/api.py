@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from backend.accounts.access import CanViewData
+from backend.api_input import query_id
 from backend.datasets.models import Dataset, Image, TrainingSet
 from backend.datasets.serializers import (
     DatasetSerializer,
@@ -29,7 +36,10 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action == "create":
             if getattr(self, "swagger_fake_view", False):  # drf-spectacular building the schema
                 return DatasetUploadSerializer
-            if "archive" in self.request.data:
+            # A JSON body that is not an object (``0``, ``[]``) has no keys to look at: the
+            # serializer answers it with "expected a dictionary" (it used to be a TypeError).
+            data = self.request.data
+            if isinstance(data, Mapping) and "archive" in data:
                 return DatasetUploadSerializer
             return DatasetServerImportSerializer
         return DatasetSerializer
@@ -62,15 +72,25 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "dataset", int, description="Only the images of this dataset (its id)."
+            )
+        ]
+    )
+)
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ImageSerializer
     permission_classes = [CanViewData]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         queryset = Image.objects.all()
-        dataset = self.request.query_params.get("dataset")
-        if dataset and dataset.isdigit():
-            queryset = queryset.filter(dataset_id=int(dataset))
+        if self.action == "list":
+            dataset = query_id(self.request, "dataset")
+            if dataset is not None:
+                queryset = queryset.filter(dataset_id=dataset)
         return queryset
 
 

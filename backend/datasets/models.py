@@ -262,18 +262,32 @@ class TrainingSet(models.Model):
         return self.name
 
     def clean(self) -> None:
+        # Each filter must be a JSON list first: a number or null used to raise TypeError
+        # while being iterated (a 500 from the API and the admin), and a string was read as
+        # a list of its characters.
         errors: dict[str, str] = {}
-        if any(not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 6 for f in self.fsts):
-            errors["fsts"] = f"skin types must be integers 1-6, got {self.fsts!r}"
-        unknown = [d for d in self.diagnoses if d not in DIAGNOSES]
-        if unknown:
-            errors["diagnoses"] = f"unknown diagnosis codes: {', '.join(map(str, unknown))}"
-        if any(o not in Origin.values for o in self.origins):
+        for name in ("fsts", "diagnoses", "origins", "splits"):
+            value = getattr(self, name)
+            if not isinstance(value, list):
+                errors[name] = f"must be a list (empty for all), got {value!r:.60}"
+        if "fsts" not in errors and any(
+            not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 6 for f in self.fsts
+        ):
+            errors["fsts"] = f"skin types must be integers 1-6, got {self.fsts!r:.80}"
+        if "diagnoses" not in errors:
+            unknown = [d for d in self.diagnoses if not isinstance(d, str) or d not in DIAGNOSES]
+            if unknown:
+                errors["diagnoses"] = (
+                    f"unknown diagnosis codes: {', '.join(map(str, unknown))[:200]}"
+                )
+        if "origins" not in errors and any(o not in Origin.values for o in self.origins):
             errors["origins"] = (
-                f"origins must be among {', '.join(Origin.values)}, got {self.origins!r}"
+                f"origins must be among {', '.join(Origin.values)}, got {self.origins!r:.80}"
             )
-        if any(s not in Image.Split.values for s in self.splits):
-            errors["splits"] = f"splits must be among train, val, test or '', got {self.splits!r}"
+        if "splits" not in errors and any(s not in Image.Split.values for s in self.splits):
+            errors["splits"] = (
+                f"splits must be among train, val, test or '', got {self.splits!r:.80}"
+            )
         if errors:
             raise ValidationError(errors)
 

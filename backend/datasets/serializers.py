@@ -8,11 +8,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backend.datasets.forms import format_choices
-from backend.datasets.models import Dataset, Image, TrainingSet
+from backend.datasets.models import Dataset, Image, Origin, TrainingSet
 from backend.datasets.services import (
     import_server_folder_in_background,
     import_upload_in_background,
 )
+from validation.vocabulary import DIAGNOSES
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -153,8 +154,27 @@ class DatasetServerImportSerializer(_ImportFields):
             raise _service_errors(exc) from exc
 
 
+def _filter_list(items: dict[str, Any], model_field: str) -> serializers.JSONField:
+    """A training set's JSON filter, described in the schema as the list it must be.
+
+    ``TrainingSet.clean`` checks it (a list of the right values); the schema says so, so that
+    clients and the schema walk in tests/security/test_api_bad_input.py know the shape.
+    """
+
+    @extend_schema_field({"type": "array", "items": items})
+    class FilterList(serializers.JSONField):
+        pass
+
+    help_text = TrainingSet._meta.get_field(model_field).help_text
+    return FilterList(required=False, help_text=str(help_text))
+
+
 class TrainingSetSerializer(serializers.ModelSerializer):
     datasets = serializers.PrimaryKeyRelatedField(many=True, queryset=Dataset.objects.all())
+    fsts = _filter_list({"type": "integer", "minimum": 1, "maximum": 6}, "fsts")
+    diagnoses = _filter_list({"type": "string", "enum": list(DIAGNOSES)}, "diagnoses")
+    origins = _filter_list({"type": "string", "enum": list(Origin.values)}, "origins")
+    splits = _filter_list({"type": "string", "enum": list(Image.Split.values)}, "splits")
     image_count = serializers.SerializerMethodField()
 
     class Meta:

@@ -13,6 +13,7 @@ Bad requests raise ``ValidationError`` keyed by the field at fault (``name``, ``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,18 @@ def _inside(root: Path, path: Path) -> bool:
     return os.path.commonpath([root, path]) == str(root)
 
 
+def _stat_is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """``path.is_dir()`` or ``path.is_file()``, false where the path cannot even be looked up.
+
+    ``Path.is_dir`` swallows "no such file" but raises others, such as ENAMETOOLONG for a
+    component over 255 bytes: that used to be a 500 for a long path typed into the API.
+    """
+    try:
+        return test(path)
+    except OSError:
+        return False
+
+
 def check_server_paths(*, images_dir: str, metadata: str) -> tuple[Path, Path]:
     """Resolve a server import's paths and check they lie inside ``IMPORT_ROOTS``.
 
@@ -140,12 +153,19 @@ def check_server_paths(*, images_dir: str, metadata: str) -> tuple[Path, Path]:
             raise ValidationError({field: "this path is required"})
         if "\x00" in text:
             raise ValidationError({field: "the path contains a NUL byte"})
-        path = Path(text).expanduser()
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # "~someone" for a user this machine does not have
+            raise ValidationError({field: f"{text} names an unknown home folder"}) from None
         if not path.is_absolute():
             if field == "images_dir":
                 raise ValidationError({field: "give an absolute path on the server"})
             path = checked["images_dir"] / path
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, for one
+            reason = getattr(exc, "strerror", None) or exc
+            raise ValidationError({field: f"{text} cannot be resolved: {reason}"}) from None
         if not any(_inside(root, resolved) for root in roots):
             raise ValidationError(
                 {field: f"{text} is outside the folders imports may read from: {allowed}"}
@@ -153,9 +173,9 @@ def check_server_paths(*, images_dir: str, metadata: str) -> tuple[Path, Path]:
         if _inside(staging, resolved):
             raise ValidationError({field: f"{text} is in the upload staging area"})
         checked[field] = resolved
-    if not checked["images_dir"].is_dir():
+    if not _stat_is(checked["images_dir"], Path.is_dir):
         raise ValidationError({"images_dir": f"{images_dir} is not a folder"})
-    if not checked["metadata"].is_file():
+    if not _stat_is(checked["metadata"], Path.is_file):
         raise ValidationError({"metadata": f"{metadata} is not a file"})
     return checked["images_dir"], checked["metadata"]
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core.exceptions import ValidationError
 
+from backend.runs.config_json import config_problem, qualify
+
 if TYPE_CHECKING:
     from backend.datasets.models import Dataset, TrainingSet
     from backend.runs.execution import RunContext
@@ -46,13 +48,18 @@ class RunKind:
     check_inputs: InputCheck = _no_input_check
 
     def parse_config(self, data: Mapping[str, Any]) -> RunConfig:
-        """Validate ``data`` against the kind's config dataclass (ValidationError on bad input)."""
-        if not isinstance(data, Mapping):
-            raise ValidationError({"config": f"must be a JSON object, got {type(data).__name__}"})
+        """Validate ``data`` against the kind's config dataclass (ValidationError on bad input).
+
+        The JSON shape is checked first (``config_json``), so a wrong type is reported by the
+        field's path rather than as the ``TypeError`` it would raise inside the dataclass.
+        """
+        problem = config_problem(self.config_type, data)
+        if problem is not None:
+            raise ValidationError({"config": problem})
         try:
             return self.config_type.from_dict(dict(data))
         except (ValueError, TypeError) as exc:
-            raise ValidationError({"config": str(exc)}) from exc
+            raise ValidationError({"config": qualify(self.config_type, str(exc))}) from exc
 
     def preset(self, name: str) -> RunConfig:
         try:

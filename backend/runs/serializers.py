@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backend.datasets.models import Dataset, TrainingSet
@@ -19,10 +20,22 @@ class ArtifactSerializer(serializers.ModelSerializer):
         fields = ["name", "kind", "path", "sha256", "size_bytes", "created_at"]
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ConfigField(serializers.JSONField):
+    """A run's config: a JSON object, checked against the kind's config dataclass at launch."""
+
+
 class RunSerializer(serializers.ModelSerializer):
     artifacts = ArtifactSerializer(many=True, read_only=True)
     preset = serializers.CharField(write_only=True, required=False, allow_blank=True)
-    config = serializers.JSONField(required=False, default=dict)
+    config = ConfigField(
+        required=False,
+        default=dict,
+        help_text=(
+            "Settings of the kind's config dataclass, merged over the preset's; a bad one is "
+            'a 400 whose message starts with its name (config: ["count: ..."]).'
+        ),
+    )
     datasets = serializers.PrimaryKeyRelatedField(
         many=True, queryset=Dataset.objects.all(), required=False
     )

@@ -27,6 +27,11 @@ def resolve_config(
 ) -> Any:
     """The kind's validated config: ``config`` merged over ``preset`` (keys in ``config`` win)."""
     spec = get_kind(kind)
+    if config is not None and not isinstance(config, Mapping):
+        # dict() of a string or a list raised ValueError/TypeError here: a 500, not a 400.
+        raise ValidationError(
+            {"config": f"must be a JSON object of settings, got {type(config).__name__}"}
+        )
     data: dict[str, Any] = spec.preset(preset).to_dict() if preset else {}
     data.update(dict(config or {}))
     return spec.parse_config(data)

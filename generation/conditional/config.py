@@ -127,7 +127,7 @@ class BalancingConfig:
         _check_float("diversity_target_ratio", self.diversity_target_ratio, 0.0, 10.0)
         _check_float("diversity_max_timestep", self.diversity_max_timestep, 0.0, 1.0, open_low=True)
         _check_float("diversity_rarity_power", self.diversity_rarity_power, 0.0, 4.0)
-        _check_int("reweight_every", self.reweight_every, 1)
+        _check_int("reweight_every", self.reweight_every, 1, 10_000_000)
         _check_float("reweight_momentum", self.reweight_momentum, 0.0, 0.9999)
         _check_float("reweight_loss_power", self.reweight_loss_power, 0.0, 4.0)
         _check_float("reweight_frequency_power", self.reweight_frequency_power, 0.0, 4.0)
@@ -311,7 +311,7 @@ class ConditionalDiffusionConfig:
             raise ValueError(
                 f"beta_schedule: {self.beta_schedule!r} is not one of {BETA_SCHEDULES}"
             )
-        _check_int("train_steps", self.train_steps, 1)
+        _check_int("train_steps", self.train_steps, 1, 10_000_000)
         _check_float("learning_rate", self.learning_rate, 0.0, 1.0, open_low=True)
         _check_int("batch_size", self.batch_size, 1, 4096)
         _check_float("weight_decay", self.weight_decay, 0.0, 1.0)
@@ -324,10 +324,10 @@ class ConditionalDiffusionConfig:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler: {self.sampler!r} is not one of {SAMPLERS}")
         _check_int("seed", self.seed, 0, 2**63 - 1)
-        _check_int("checkpoint_every", self.checkpoint_every, 1)
-        _check_int("keep_checkpoints", self.keep_checkpoints, 1)
-        _check_int("sample_every", self.sample_every, 0)
-        _check_int("log_every", self.log_every, 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 1, 10_000_000)
+        _check_int("keep_checkpoints", self.keep_checkpoints, 1, 1000)
+        _check_int("sample_every", self.sample_every, 0, 10_000_000)
+        _check_int("log_every", self.log_every, 1, 10_000_000)
         if not isinstance(self.balancing, BalancingConfig):
             raise ValueError(f"balancing: expected a BalancingConfig, got {self.balancing!r}")
 
