@@ -68,7 +68,6 @@ def case(request: HttpRequest, pk: int, position: int) -> HttpResponse:
     slot = assignment.slots.select_related("case").filter(position=position).first()
     if slot is None:
         raise Http404
-    answer = Answer.objects.filter(assignment=assignment, case=slot.case).first()
     total = assignment.slots.count()
     if request.method == "POST":
         form = AnswerForm(request.POST)
@@ -82,13 +81,12 @@ def case(request: HttpRequest, pk: int, position: int) -> HttpResponse:
                     return JsonResponse({"saved": False, "error": exc.messages[0]}, status=409)
                 messages.error(request, exc.messages[0])
                 return redirect("reviews:case", pk=assignment.pk, position=position)
-            answered = services.answered_count(assignment)
             if _wants_json(request):
                 return JsonResponse(
                     {
                         "saved": True,
                         "complete": answer.complete,
-                        "answered": answered,
+                        "answered": services.answered_count(assignment),
                         "total": total,
                     }
                 )
@@ -97,7 +95,9 @@ def case(request: HttpRequest, pk: int, position: int) -> HttpResponse:
             return redirect("reviews:case", pk=assignment.pk, position=target)
         if _wants_json(request):
             return JsonResponse({"saved": False, "errors": form.errors.get_json_data()}, status=400)
-    else:
+    # Looked up only for the page: an autosave reads (and locks) it in save_answer.
+    answer = Answer.objects.filter(assignment=assignment, case=slot.case).first()
+    if request.method != "POST":
         form = AnswerForm(
             instance=answer, initial={"reading_ms": answer.reading_ms if answer else 0}
         )

@@ -2,8 +2,10 @@
 
 ``python -m tests.validation.killable`` imports torch and the generation code once, then
 serves commands read from stdin, one per line, ``<command> <mode> <folder>``, where ``mode``
-is ``images`` (``generate_images`` of a tiny conditional model's samples, a long plan) or
-``checkpoints`` (``train_conditional`` of a tiny model, a checkpoint every step):
+is ``images`` (``generate_images`` of a tiny conditional model's samples, a long plan, each
+batch written before the next is made), ``images-threaded`` (the same with the PNG writer
+threads that generate runs use by default) or ``checkpoints`` (``train_conditional`` of a
+tiny model, a checkpoint every step):
 
 ``fork``
     Fork a child that runs the mode's real write path into ``folder`` and would not end on
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from generation.conditional import (
     train_conditional,
 )
 from generation.generate import generate_images
-from generation.plans import GenerationItem, balanced_plan
+from generation.plans import GenerationConfig, GenerationItem, balanced_plan
 from tests.generation.test_conditional_toydata import TOY_DIAGNOSES, make_toy_records, tiny_config
 
 #: Images per cell of the plan (12 cells): far more than the writers make before they are
@@ -46,6 +49,11 @@ PLAN_PER_CELL = 300
 FINISH_BATCHES = 2
 BATCH_SIZE = 8
 IMAGE_SIZE = 16
+#: Writer threads of the threaded mode: what generate runs use unless configured otherwise.
+WRITER_THREADS = next(f.default for f in fields(GenerationConfig) if f.name == "writer_threads")
+#: Images that may be whole on disk but not yet in SHA256SUMS when a writer is killed: its
+#: last batch; with threads, also the two batches the writer may still hold.
+UNLISTED_AT_MOST = {"images": BATCH_SIZE, "images-threaded": 3 * BATCH_SIZE}
 #: Training steps asked of a child (it is killed long before) and run by ``finish``.
 TRAIN_STEPS = 100_000
 FINISH_STEPS = 3
@@ -67,8 +75,9 @@ class StopAfter(TrainingCallback):
 
 
 class Images:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, writer_threads: int = 0) -> None:
         self.folder = folder
+        self.writer_threads = writer_threads
         config = tiny_config(image_size=IMAGE_SIZE, seed=3)
         pipeline = ConditionalLesionPipeline(
             build_unet(config).eval(),
@@ -94,6 +103,7 @@ class Images:
             batch_size=BATCH_SIZE,
             provenance=self.sampler.provenance(),
             should_stop=should_stop,
+            writer_threads=self.writer_threads,
         )
         return {
             "images": len(images),
@@ -125,6 +135,16 @@ class Checkpoints:
         return {"resumed_from": result.resumed_from, "final_step": result.final_step}
 
 
+def make_writer(mode: str, folder: Path) -> Images | Checkpoints:
+    if mode == "images":
+        return Images(folder)
+    if mode == "images-threaded":
+        return Images(folder, WRITER_THREADS)
+    if mode == "checkpoints":
+        return Checkpoints(folder)
+    raise ValueError(f"mode: {mode!r} is not images, images-threaded or checkpoints")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     writers: dict[tuple[str, str], Images | Checkpoints] = {}
@@ -132,7 +152,7 @@ def main() -> None:
     for line in sys.stdin:
         command, mode, folder = line.split()
         if (mode, folder) not in writers:
-            writers[mode, folder] = (Images if mode == "images" else Checkpoints)(Path(folder))
+            writers[mode, folder] = make_writer(mode, Path(folder))
         writer = writers[mode, folder]
         if command == "fork":
             pid = os.fork()

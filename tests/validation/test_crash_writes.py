@@ -169,8 +169,9 @@ def check_images(folder: Path, plan: dict[int, Any]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["images", "images-threaded"])
 def test_generated_images_killed_mid_write_are_absent_or_match_their_sha256(
-    writers: Killable, tmp_path: Path
+    writers: Killable, tmp_path: Path, mode: str
 ) -> None:
     from worker.celery import sweep_leftovers
 
@@ -182,13 +183,13 @@ def test_generated_images_killed_mid_write_are_absent_or_match_their_sha256(
         if attempt >= KILLS and killed_mid_write:
             break
         before = temp_entries(folder)
-        exit_code = writers.kill_after("images", folder, rng.uniform(0.1, 0.6))
+        exit_code = writers.kill_after(mode, folder, rng.uniform(0.1, 0.6))
         assert exit_code == -signal.SIGKILL, f"the writer ended by itself ({exit_code})"
         killed_mid_write += bool(temp_entries(folder) - before)
         unlisted.append(check_images(folder, plan))
-        assert unlisted[-1] <= killable.BATCH_SIZE
+        assert unlisted[-1] <= killable.UNLISTED_AT_MOST[mode]
     made_before_finish = len(list(folder.glob("*.png")))
-    summary = writers.finish("images", folder)
+    summary = writers.finish(mode, folder)
     assert made_before_finish > 0, "the writers made no image"
     assert killed_mid_write >= 1, "no kill landed inside a write; change the delays"
     # The last run resumed: it kept every image (listed or not), made only new ones, and
