@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from backend.datasets.models import Dataset
 from backend.reviews.models import Answer, Study
 from backend.runs.downstream_page import load_results
+from backend.runs.evaluation import dig
 from backend.runs.models import Run
 from validation.go_no_go import Evidence, mean_ci
 from validation.reader_stats import Reading, study_statistics
@@ -113,14 +114,6 @@ def study_readings(study: Study) -> list[Reading]:
     ]
 
 
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _date(row: Any, attribute: str) -> str:
     value = getattr(row, attribute, None)
     return value.date().isoformat() if value else ""
@@ -154,10 +147,10 @@ def evaluation_evidence(sources: Sources) -> list[Evidence]:
         return [] if entry.get("status") == "official" else [entry.get("label", "non-official")]
 
     evidence = []
-    fid = _get(result, "fid", "overall")
+    fid = dig(result, "fid", "overall")
     if fid and fid.get("value") is not None:
         caveats = weight_caveat("fid") + data
-        dims = _get(result, "fid", "dims")
+        dims = dig(result, "fid", "dims")
         if dims != 2048:
             caveats.insert(0, f"computed on {dims}-d features; the target is for 2048-d")
         evidence.append(
@@ -172,7 +165,7 @@ def evaluation_evidence(sources: Sources) -> list[Evidence]:
         )
     else:
         evidence.append(Evidence("fid", None, pending=f"{source} has no FID", **common))
-    lp = _get(result, "lpips", "fidelity", "overall")
+    lp = dig(result, "lpips", "fidelity", "overall")
     if lp and lp.get("mean") is not None:
         evidence.append(
             Evidence(
@@ -185,7 +178,7 @@ def evaluation_evidence(sources: Sources) -> list[Evidence]:
         )
     else:
         evidence.append(Evidence("lpips", None, pending=f"{source} has no LPIPS", **common))
-    inception = _get(result, "is", "synthetic")
+    inception = dig(result, "is", "synthetic")
     if inception and inception.get("mean") is not None:
         evidence.append(
             Evidence(
@@ -199,7 +192,7 @@ def evaluation_evidence(sources: Sources) -> list[Evidence]:
         )
     else:
         evidence.append(Evidence("is", None, pending=f"{source} has no Inception Score", **common))
-    tone = _get(result, "tone", "overall")
+    tone = dig(result, "tone", "overall")
     if tone and tone.get("within_one_rate") is not None:
         evidence.append(
             Evidence(
@@ -228,7 +221,7 @@ def evaluation_evidence(sources: Sources) -> list[Evidence]:
             )
         )
     else:
-        why = _get(memo, "reason") or "no memorization audit"
+        why = dig(memo, "reason") or "no memorization audit"
         evidence.append(Evidence("memorized", None, pending=f"{source}: {why}", **common))
     return evidence
 
@@ -247,8 +240,8 @@ def downstream_evidence(sources: Sources) -> list[Evidence]:
         "url": run.get_absolute_url(),
         "date": _date(run, "finished_at"),
     }
-    caveats = tuple(_get(results, "evidence", "reasons") or ())
-    baseline = _get(results, "arms", "baseline", "groups") or {}
+    caveats = tuple(dig(results, "evidence", "reasons") or ())
+    baseline = dig(results, "arms", "baseline", "groups") or {}
     evidence = []
     for key, gate, group in (
         ("auroc_v_vi", "fst_v_vi_improvement", "V-VI"),
@@ -263,7 +256,7 @@ def downstream_evidence(sources: Sources) -> list[Evidence]:
                 key,
                 entry["relative"],
                 ci=tuple(entry["relative_ci"]) if None not in entry["relative_ci"] else None,
-                n=_get(baseline, group, "n"),
+                n=dig(baseline, group, "n"),
                 caveats=caveats,
                 detail=(
                     f"AUROC {entry['baseline_auroc']:.3f} → {entry['augmented_auroc']:.3f} "
@@ -298,7 +291,7 @@ def study_evidence(sources: Sources) -> list[Evidence]:
     synthetic_realism = [
         r.realism for r in sources.readings if r.origin == "synthetic" and r.realism is not None
     ]
-    realism = _get(stats, "realism", "synthetic") or {}
+    realism = dig(stats, "realism", "synthetic") or {}
     evidence = []
     if realism.get("mean") is None:
         evidence.append(Evidence("realism", None, pending="no realism scores yet", **common))
@@ -312,12 +305,12 @@ def study_evidence(sources: Sources) -> list[Evidence]:
                 caveats=caveats,
                 detail=(
                     f"{realism.get('n')} readings by {stats.get('n_readers')} readers; "
-                    f"real cases {(_get(stats, 'realism', 'real', 'mean') or 0):.2f}"
+                    f"real cases {(dig(stats, 'realism', 'real', 'mean') or 0):.2f}"
                 ),
                 **common,
             )
         )
-    indist = _get(stats, "fooling", "indistinguishable") or {}
+    indist = dig(stats, "fooling", "indistinguishable") or {}
     if indist.get("value") is None:
         evidence.append(
             Evidence("indistinguishable", None, pending="no synthetic case judged yet", **common)

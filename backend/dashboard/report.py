@@ -12,12 +12,14 @@ import base64
 import io
 from typing import Any
 
+from django.db.models import Min
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from backend.dashboard.evidence import Sources, collect, find_sources
 from backend.dashboard.models import Project
 from backend.datasets.charts import ita_histogram
+from backend.datasets.models import Image
 from backend.runs.downstream_page import auroc_bars
 from validation.go_no_go import FailureInputs, failure_modes, judge
 from validation.vocabulary import FST
@@ -303,22 +305,25 @@ def _ita_charts(sources: Sources) -> dict[str, Any]:
     return {name: ita_histogram(ita[name]) for name in ("real", "synthetic") if ita.get(name)}
 
 
-def sample_grid(sources: Sources, per_cell: int = 1) -> dict[str, Any]:
+def sample_grid(sources: Sources) -> dict[str, Any]:
     """One thumbnail per FST x diagnosis cell of the synthetic set, inlined as PNG data URIs."""
-    images = sources.synthetic.images.exclude(fst__isnull=True).order_by("fst", "diagnosis", "id")
-    cells: dict[tuple[int, str], list[Any]] = {}
-    for image in images.iterator():
-        bucket = cells.setdefault((image.fst, image.diagnosis), [])
-        if len(bucket) < per_cell:
-            bucket.append(image)
+    firsts = (
+        sources.synthetic.images.exclude(fst__isnull=True)
+        .values("fst", "diagnosis")
+        .annotate(first=Min("id"))
+    )
+    images = Image.objects.in_bulk([row["first"] for row in firsts])
+    cells = {(image.fst, image.diagnosis): image for image in images.values()}
     diagnoses = sorted({dx for _, dx in cells})
     rows = []
     for fst in FST:
         row = []
         for dx in diagnoses:
-            found = cells.get((int(fst), dx), [])
+            image = cells.get((int(fst), dx))
             row.append(
-                [{"src": _thumbnail(image), "title": f"FST {fst.roman}, {dx}"} for image in found]
+                []
+                if image is None
+                else [{"src": _thumbnail(image), "title": f"FST {fst.roman}, {dx}"}]
             )
         if any(row):
             rows.append({"fst": fst.roman, "cells": row})

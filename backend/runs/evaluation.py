@@ -42,7 +42,8 @@ def fst_bars(values: dict[str, float | None], fmt: str = "{:.3g}") -> dict[str, 
     return {"bars": bars}
 
 
-def _get(entry: dict[str, Any] | None, *path: str) -> Any:
+def dig(entry: dict[str, Any] | None, *path: str) -> Any:
+    """``entry[path[0]][path[1]]...``, or None where a level is missing or not a dict."""
     for key in path:
         if not isinstance(entry, dict):
             return None
@@ -60,33 +61,33 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
         rows.append(
             {
                 "fst": _roman(key),
-                "n_real": _get(result, "fid", "per_fst", key, "n_real")
-                or _get(result, "kid", "per_fst", key, "n_real"),
-                "n_synthetic": _get(result, "fid", "per_fst", key, "n_synthetic")
-                or _get(result, "kid", "per_fst", key, "n_synthetic"),
-                "fid": _get(result, "fid", "per_fst", key, "value"),
-                "kid": _get(result, "kid", "per_fst", key, "mean"),
-                "is": _get(result, "is", "per_fst", key, "mean"),
-                "lpips": _get(result, "lpips", "fidelity", "per_fst", key, "mean"),
-                "tone_exact": _get(result, "tone", "per_fst", key, "exact_rate"),
-                "tone_within_one": _get(result, "tone", "per_fst", key, "within_one_rate"),
-                "tone_n": _get(result, "tone", "per_fst", key, "n"),
+                "n_real": dig(result, "fid", "per_fst", key, "n_real")
+                or dig(result, "kid", "per_fst", key, "n_real"),
+                "n_synthetic": dig(result, "fid", "per_fst", key, "n_synthetic")
+                or dig(result, "kid", "per_fst", key, "n_synthetic"),
+                "fid": dig(result, "fid", "per_fst", key, "value"),
+                "kid": dig(result, "kid", "per_fst", key, "mean"),
+                "is": dig(result, "is", "per_fst", key, "mean"),
+                "lpips": dig(result, "lpips", "fidelity", "per_fst", key, "mean"),
+                "tone_exact": dig(result, "tone", "per_fst", key, "exact_rate"),
+                "tone_within_one": dig(result, "tone", "per_fst", key, "within_one_rate"),
+                "tone_n": dig(result, "tone", "per_fst", key, "n"),
             }
         )
     diagnoses = sorted(
-        set(_get(result, "fid", "per_diagnosis") or {})
-        | set(_get(result, "kid", "per_diagnosis") or {})
+        set(dig(result, "fid", "per_diagnosis") or {})
+        | set(dig(result, "kid", "per_diagnosis") or {})
     )
     dx_rows = [
         {
             "diagnosis": dx,
-            "n_real": _get(result, "fid", "per_diagnosis", dx, "n_real")
-            or _get(result, "kid", "per_diagnosis", dx, "n_real"),
-            "n_synthetic": _get(result, "fid", "per_diagnosis", dx, "n_synthetic")
-            or _get(result, "kid", "per_diagnosis", dx, "n_synthetic"),
-            "fid": _get(result, "fid", "per_diagnosis", dx, "value"),
-            "kid": _get(result, "kid", "per_diagnosis", dx, "mean"),
-            "lpips": _get(result, "lpips", "fidelity", "per_diagnosis", dx, "mean"),
+            "n_real": dig(result, "fid", "per_diagnosis", dx, "n_real")
+            or dig(result, "kid", "per_diagnosis", dx, "n_real"),
+            "n_synthetic": dig(result, "fid", "per_diagnosis", dx, "n_synthetic")
+            or dig(result, "kid", "per_diagnosis", dx, "n_synthetic"),
+            "fid": dig(result, "fid", "per_diagnosis", dx, "value"),
+            "kid": dig(result, "kid", "per_diagnosis", dx, "mean"),
+            "lpips": dig(result, "lpips", "fidelity", "per_diagnosis", dx, "mean"),
         }
         for dx in diagnoses
     ]
@@ -101,7 +102,7 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
             charts[name] = fst_bars(
                 {key: row[column] for key, row in zip(FSTS, rows, strict=True)}, fmt
             )
-    ita = _get(result, "tone", "ita") or {}
+    ita = dig(result, "tone", "ita") or {}
     histograms = {
         name: ita_histogram(ita.get(name, [])) for name in ("real", "synthetic") if ita.get(name)
     }
@@ -112,12 +113,12 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
         "per_diagnosis": dx_rows,
         "charts": charts,
         "histograms": histograms,
-        "diversity": _get(result, "lpips", "diversity"),
+        "diversity": dig(result, "lpips", "diversity"),
         "memorization": result.get("memorization"),
         "pairs": _pair_images(run, result),
         "weights": result.get("weights", {}),
         "definitions": {
-            name: _get(result, *path)
+            name: dig(result, *path)
             for name, path in (
                 ("FID", ("fid", "definition")),
                 ("KID", ("kid", "definition")),
@@ -127,7 +128,7 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
                 ("Tone fidelity", ("tone", "definition")),
                 ("Memorization", ("memorization", "definition")),
             )
-            if _get(result, *path)
+            if dig(result, *path)
         },
     }
 
@@ -136,7 +137,7 @@ def _pair_images(run: Run, result: dict[str, Any]) -> list[dict[str, Any]]:
     """Flagged pairs with their side-by-side PNG inlined (they are a few KB each)."""
     folder = Path(run.workdir) / "memorization-pairs"
     pairs = []
-    for entry in _get(result, "memorization", "flagged") or []:
+    for entry in dig(result, "memorization", "flagged") or []:
         src = ""
         if entry.get("image"):
             path = folder / Path(entry["image"]).name
