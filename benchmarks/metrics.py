@@ -10,8 +10,7 @@ Builds two phantom image folders, then times, on the same folders and weights fi
 Images/s counts the images of both folders over the wall time of the whole command
 (process start and model load included, as a user sees it). Without the official weight
 files (offline), random stand-ins are staged in a temporary TORCH_HOME: speeds are real,
-values are not comparable with published ones (and 2048-d features vanish with random
-weights, so use ``--dims 64`` there). Writes a JSON record to ``benchmarks/results/``.
+values are not comparable with published ones. Writes a JSON record to ``benchmarks/results/``.
 """
 
 from __future__ import annotations

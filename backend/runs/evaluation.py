@@ -162,8 +162,9 @@ def demo_evaluation_config(demo_dir: Path) -> tuple[dict[str, Any], list[str]]:
     Official weight files in the torch hub cache are used as they are. Where one is missing
     (always, offline), random stand-ins are staged under ``demo_dir/torch-standin`` (never in
     the user's own cache) and the run reads them from there: every metric is computed, and
-    every figure is labelled "non-official weights". Random Inception weights make 2048-d
-    features vanish, so the stand-in demo uses 64-d features.
+    every figure is labelled "non-official weights". The stand-in demo uses 64-d features: at
+    2048-d each FID (overall, per FST, per diagnosis) is a 2048 x 2048 matrix square root,
+    15-30 s apiece on two CPU cores.
     """
     from validation.metrics.weights import (
         FID_INCEPTION,

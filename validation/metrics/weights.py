@@ -252,13 +252,69 @@ def _standin_state_dict(spec: OfficialWeights, seed: int) -> dict[str, Any]:
         torch.random.set_rng_state(generator_state)
 
 
+#: Procedural images the Inception stand-in's BatchNorm statistics are fitted on.
+CALIBRATION_IMAGES = 32
+
+
+def calibration_images(n: int = CALIBRATION_IMAGES, seed: int = 0, size: int = 64) -> Any:
+    """``n`` deterministic RGB images in [0, 1] (N x 3 x size x size): smooth random colour
+    fields (6 x 6 control points, bicubic) with a little pixel noise."""
+    import torch
+
+    if n < 2:
+        raise ValueError(f"n: BatchNorm statistics need at least 2 images, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 6, 6, generator=generator)
+    images = torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)
+    noise = torch.randn(n, 3, size, size, generator=generator)
+    return (images + 0.05 * noise).clamp(0, 1)
+
+
+def _calibrate_fid_inception(state: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``state`` (random FID Inception weights) with every BatchNorm's running mean and
+    variance set to its input's statistics on :func:`calibration_images`.
+
+    With torch's default initialisation and identity BatchNorm statistics the activations
+    shrink layer after layer, and the 2048-d pool features of random weights are ~1e-8:
+    FID on them is degenerate. Fitting the statistics layer by layer (one forward pass in
+    training mode with a cumulative average) keeps every layer's pre-activation near unit
+    variance, so the 2048-d features differ between images as real features do. The network
+    is pytorch-fid's own ``fid_inception_v3`` (its FID blocks), loaded from a scratch hub
+    folder exactly as it loads the official file.
+    """
+    import tempfile
+
+    import torch
+    from pytorch_fid.inception import fid_inception_v3
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = checkpoint_path(FID_INCEPTION, scratch)
+        path.parent.mkdir(parents=True)
+        torch.save(state, path)
+        with using_hub_dir(scratch):
+            network = fid_inception_v3()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average: after one batch, exactly its statistics
+    network.train()
+    images = torch.nn.functional.interpolate(
+        calibration_images(seed=seed), size=(299, 299), mode="bilinear", align_corners=False
+    )
+    with torch.no_grad():
+        network(2 * images - 1)  # pytorch-fid's input scaling
+    return network.state_dict()
+
+
 def stage_standin(
     spec: OfficialWeights, torch_home: str | os.PathLike[str] | None = None, seed: int = 0
 ) -> Path:
-    """Write random weights with the official file's keys under the official file name.
+    """Write stand-in weights with the official file's keys under the official file name.
 
     For tests and offline demos only: the file's sha256 is not the official one, so every
     result computed on it is labelled ``non-official``. An existing file is never replaced.
+    The weights are random; the FID Inception's BatchNorm statistics are then fitted to
+    procedural images (:func:`_calibrate_fid_inception`) so its 2048-d features do not vanish.
     """
     import torch
 
@@ -266,6 +322,8 @@ def stage_standin(
     if path.exists():
         return path
     state = _standin_state_dict(spec, seed)
+    if spec.key == FID_INCEPTION.key:
+        state = _calibrate_fid_inception(state, seed)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path

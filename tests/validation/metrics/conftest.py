@@ -1,9 +1,11 @@
 """Fixtures of the metrics tests: stand-in weights in a private TORCH_HOME, tiny image sets.
 
 No official weights exist offline, so the backbones get random stand-ins with the official
-files' keys (``validation.metrics.weights.stage_standin``). Random Inception weights make
-the 2048-d features vanish, so FID comparisons use 64-d features (block 0, pooled) on
-structured images: flat skin tones with a dark lesion, which differ clearly between sets.
+files' keys (``validation.metrics.weights.stage_standin``). Purely random Inception weights
+would make the 2048-d features vanish; the stand-in's BatchNorm statistics are fitted to
+procedural images so they do not. Most FID comparisons use 64-d features (block 0, pooled),
+because every 2048-d FID costs a 2048 x 2048 matrix square root, on structured images: flat
+skin tones with a dark lesion, which differ clearly between sets.
 """
 
 from __future__ import annotations

@@ -164,3 +164,41 @@ def test_lpips_heads_are_checked_against_the_wheel(tmp_path: Path) -> None:
     downgraded = weights.with_lpips_head(trunk, "alex", other)
     assert downgraded.status == "non-official"
     assert "not the lpips 0.1.4 file" in downgraded.notes[-1]
+
+
+def test_the_inception_standin_keeps_2048d_features_alive(tmp_path: Path) -> None:
+    """Random weights alone give ~1e-8 pool features; the fitted BatchNorm statistics keep
+    them at unit scale and different from image to image, and the file stays non-official."""
+    import torch
+    from pytorch_fid.inception import InceptionV3
+
+    images = weights.calibration_images(12, seed=7)  # not the images the statistics saw
+
+    def pool_features(home: Path) -> torch.Tensor:
+        with weights.using_hub_dir(home):
+            network = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+        with torch.no_grad():
+            return network(images)[0].flatten(1)
+
+    raw_home = tmp_path / "raw"
+    raw_path = weights.checkpoint_path(FID_INCEPTION, raw_home)
+    raw_path.parent.mkdir(parents=True)
+    torch.save(weights._standin_state_dict(FID_INCEPTION, seed=0), raw_path)
+    raw = pool_features(raw_home)
+
+    staged = weights.stage_standin(FID_INCEPTION, tmp_path / "fitted")
+    fitted = pool_features(tmp_path / "fitted")
+
+    assert raw.abs().max() < 1e-4  # the degenerate case the fitting exists for
+    assert 0.1 < fitted.mean() < 2
+    assert fitted.std(dim=0).mean() > 0.05  # images differ
+    assert torch.linalg.matrix_rank(fitted - fitted.mean(0)).item() == len(images) - 1
+    assert locate(FID_INCEPTION, tmp_path / "fitted").status == "non-official"
+    # same keys and shapes as the random state, only BatchNorm buffers differ
+    loaded = torch.load(staged, weights_only=True)
+    random_state = weights._standin_state_dict(FID_INCEPTION, seed=0)
+    assert loaded.keys() == random_state.keys()
+    changed = {k for k in loaded if not torch.equal(loaded[k], random_state[k])}
+    assert changed and all(
+        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
+    )
