@@ -17,6 +17,28 @@ from backend.reviews.models import Study
 DEMO_STUDY = "demo reader study"
 
 
+def _matched_test_split_plan(
+    name: str, real: Dataset, synthetic: Dataset, n: int, seed: int | None = None
+) -> services.StudyPlan:
+    """A plan of ``n`` + ``n`` cases from ``real``'s test split and ``synthetic``, or fewer
+    when the demo's small sets allow fewer matched FST x diagnosis cases."""
+    split = Image.Split.TEST
+    size = min(n, services.largest_matched_draw(real, split, synthetic))
+    if size == 0:
+        raise ValidationError(
+            f"no FST x diagnosis cell of {synthetic.name} has images in the test split of {real.name}"
+        )
+    return services.StudyPlan(
+        name=name,
+        real_dataset=real,
+        real_split=split,
+        synthetic_dataset=synthetic,
+        n_real=size,
+        n_synthetic=size,
+        seed=seed,
+    )
+
+
 def demo_study(real: Dataset, synthetic: Dataset, usernames: Sequence[str], n: int = 50) -> Study:
     """The open demo study of these two datasets, made if missing (up to ``n`` + ``n`` cases).
 
@@ -37,21 +59,7 @@ def demo_study(real: Dataset, synthetic: Dataset, usernames: Sequence[str], n: i
     if existing is not None:
         services.invite_readers(existing, readers)
         return existing
-    split = Image.Split.TEST
-    size = min(n, services.largest_matched_draw(real, split, synthetic))
-    if size == 0:
-        raise ValidationError(
-            f"no FST x diagnosis cell of {synthetic.name} has images in the test split of {real.name}"
-        )
-    plan = services.StudyPlan(
-        name=DEMO_STUDY,
-        real_dataset=real,
-        real_split=split,
-        synthetic_dataset=synthetic,
-        n_real=size,
-        n_synthetic=size,
-    )
-    study = services.create_study(plan, readers)
+    study = services.create_study(_matched_test_split_plan(DEMO_STUDY, real, synthetic, n), readers)
     services.open_study(study)
     return study
 
@@ -114,20 +122,8 @@ def simulated_study(
     ).first()
     if existing is not None:
         return existing
-    size = min(n, services.largest_matched_draw(real, Image.Split.TEST, synthetic))
-    if size == 0:
-        raise ValidationError(
-            f"no FST x diagnosis cell of {synthetic.name} is in {real.name}'s test split"
-        )
-    plan = services.StudyPlan(
-        name=SIMULATED_STUDY,
-        real_dataset=real,
-        real_split=Image.Split.TEST,
-        synthetic_dataset=synthetic,
-        n_real=size,
-        n_synthetic=size,
-        seed=seed,
-    )
+    plan = _matched_test_split_plan(SIMULATED_STUDY, real, synthetic, n, seed)
+    size = plan.n_real
     readers = simulated_readers()
     study = services.create_study(plan, readers)
     study.simulated_readers = True
