@@ -12,6 +12,7 @@ import base64
 import io
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Min
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -331,6 +332,15 @@ def sample_grid(sources: Sources) -> dict[str, Any]:
 
 
 def _thumbnail(image: Any) -> str:
+    """``image`` as a small PNG data URI, "" when its file cannot be read.
+
+    Files are content-addressed (``Image.sha256``), so a thumbnail is cached for good under
+    its sha256 in Django's cache and a page view re-encodes nothing it has shown before; a
+    failure is not cached, so a file that comes back is shown on the next view.
+    """
+    key = f"dashboard:thumbnail:{THUMB}:{image.sha256}" if image.sha256 else None
+    if key is not None and (cached := cache.get(key)) is not None:
+        return cached
     try:
         with PILImage.open(image.fetch()) as picture:
             picture = picture.convert("RGB")
@@ -339,7 +349,10 @@ def _thumbnail(image: Any) -> str:
             picture.save(buffer, format="PNG", optimize=True)
     except (OSError, ValueError):
         return ""
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    if key is not None:
+        cache.set(key, src, timeout=None)
+    return src
 
 
 def snapshot(report: dict[str, Any]) -> dict[str, Any]:

@@ -162,3 +162,42 @@ def test_reader_study_section_and_charts(reader_a: Any, reader_b: Any) -> None:
         for cell in row["cells"]
         for img in cell
     )
+
+
+def _cell(report: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(
+        img
+        for row in report["sample_grid"]["rows"]
+        for cell in row["cells"]
+        for img in cell
+        if img["title"] == title
+    )
+
+
+def test_thumbnails_are_cached_by_content_and_failures_are_not(
+    reader_a: Any, reader_b: Any
+) -> None:
+    from django.core.cache import cache
+
+    from validation.vocabulary import FST
+
+    cache.clear()
+    world = make_world([reader_a, reader_b], evaluation=evaluation_result())
+    image = world.synthetic.images.order_by("id").first()  # the first of its cell: shown
+    title = f"FST {FST(image.fst).roman}, {image.diagnosis}"
+    path = image.fetch()
+    good = path.read_bytes()
+
+    path.write_bytes(b"not a picture")
+    assert _cell(build_report(world.project), title)["src"] == ""
+    path.write_bytes(good)
+    shown = _cell(build_report(world.project), title)["src"]
+    assert shown.startswith("data:image/png;base64,")  # the failure was not remembered
+
+    for other in world.synthetic.images.all():
+        other.fetch().unlink(missing_ok=True)
+    again = build_report(world.project)
+    assert _cell(again, title)["src"] == shown  # from the cache: no file was read
+    assert all(
+        img["src"] for row in again["sample_grid"]["rows"] for c in row["cells"] for img in c
+    )
