@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks._fid_compat import patch_pytorch_fid_sqrtm  # noqa: E402
 from benchmarks._perf import (  # noqa: E402
     Budget,
     Record,
@@ -101,10 +102,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
     from pytorch_fid.inception import InceptionV3
 
+    # SciPy >= 1.18 dropped sqrtm's disp, which pytorch-fid 0.3.0 passes (benchmarks/_fid_compat.py).
+    sqrtm_patched = patch_pytorch_fid_sqrtm()
     budget = Budget(args.budget_s)
     device = args.device
     path = args.json or default_json("inception", device)
     record = Record(path, base_record("inception", device))
+    record.update(pytorch_fid_sqrtm_patched=sqrtm_patched)
     work = Path(tempfile.mkdtemp(prefix="fairderm-inception-"))
     try:
         torch_home: str | None = None

@@ -136,6 +136,23 @@ def convert_linears_to_fp8(module: torch.nn.Module) -> int:
 # --- preparing and decoding ------------------------------------------------------------------
 
 
+def _inductor_cache_dir_chosen() -> bool:
+    """Whether ``TORCHINDUCTOR_CACHE_DIR`` was chosen by someone, not filled in by torch.
+
+    Inductor writes its default folder into the variable the first time it is asked for it,
+    and importing diffusers already does that (torch 2.11 and 2.14), so "the variable is set"
+    does not mean "the user set it": a value equal to torch's default counts as unset.
+    """
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not current:
+        return False
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: keep whatever is set
+        return True
+    return os.path.abspath(current) != os.path.abspath(default_cache_dir())
+
+
 def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
     """Apply ``config`` to ``pipe`` (a diffusers Stable Diffusion pipeline) in place, once.
 
@@ -192,7 +209,7 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
     mode = config.torch_compile_mode
     if mode is not None:
-        if config.compile_cache_dir and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        if config.compile_cache_dir and not _inductor_cache_dir_chosen():
             os.makedirs(config.compile_cache_dir, exist_ok=True)
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = config.compile_cache_dir
         pipe.unet.compile(mode=mode, dynamic=False)

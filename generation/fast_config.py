@@ -56,9 +56,10 @@ class FastPathConfig:
         writer_threads (`int`, defaults to 4): Threads encoding and writing PNGs
             (``generate_images(writer_threads=...)``); 0 writes in the sampling thread.
         compile_cache_dir (`str`, defaults to ``""``): Keep inductor's compiled kernels here
-            (``TORCHINDUCTOR_CACHE_DIR``, set for this process unless already set), so a new
-            worker process reuses them instead of compiling again. Empty keeps torch's default
-            (a folder under the system's temporary directory).
+            (``TORCHINDUCTOR_CACHE_DIR``, set for this process unless it already names a
+            folder other than torch's default), so a new worker process reuses them instead
+            of compiling again. Empty keeps torch's default (a folder under the system's
+            temporary directory).
     """
 
     dtype: str = "fp32"

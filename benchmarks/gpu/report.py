@@ -158,7 +158,8 @@ def summary(out: Path) -> None:
             print(f"  {row['what'][:60]:<60} {row['images_per_second']} img/s")
         print(
             f"  speedup {inc.get('speedup')} rel. feature diff {inc.get('relative_feature_difference')} "
-            f"FID diff {inc.get('fid_difference')}"
+            f"FID diff {inc.get('fid_difference')} "
+            f"pytorch-fid sqrtm patched {inc.get('pytorch_fid_sqrtm_patched')}"
         )
     else:
         print("inception: no JSON")

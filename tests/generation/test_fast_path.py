@@ -169,6 +169,28 @@ def test_generation_config_carries_the_fast_path_and_round_trips() -> None:
     assert config.uses_fast_path and not GenerationConfig(writer_threads=8).uses_fast_path
 
 
+def test_compile_cache_dir_is_used_although_torch_filled_in_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # Importing diffusers makes inductor write its default folder into the variable.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    pipe = build_tiny_sd_pipeline(TinySDConfig(image_size=RES))
+    cache = tmp_path / "inductor"
+    info = prepare_pipeline(
+        pipe, FastPathConfig(compile_mode="default", compile_cache_dir=str(cache))
+    )
+    assert info["inductor_cache_dir"] == str(cache) and cache.is_dir()
+    # A folder the user chose is kept.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    pipe = build_tiny_sd_pipeline(TinySDConfig(image_size=RES))
+    info = prepare_pipeline(
+        pipe, FastPathConfig(compile_mode="default", compile_cache_dir=str(cache))
+    )
+    assert info["inductor_cache_dir"] == str(tmp_path / "mine")
+
+
 def _scaled_mm_on_cpu() -> bool:
     try:
         Fp8Linear(torch.nn.Linear(16, 16))(torch.randn(2, 16, dtype=torch.bfloat16))
