@@ -53,6 +53,8 @@ RESUMABLE_CHANGES = frozenset(
         "guidance_scale",
         "num_inference_steps",
         "sampler",
+        # fp32 weights and optimiser state either way: only the forward pass's arithmetic differs.
+        "mixed_precision",
     }
 )
 

@@ -171,7 +171,10 @@ def _training_step(
         target = scheduler.get_velocity(images, noise, timesteps)
     else:
         target = noise
-    output = unet(noisy, timesteps, class_labels=labels).sample
+    with torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"
+    ):
+        output = unet(noisy, timesteps, class_labels=labels).sample
     per_sample = ((output.float() - target.float()) ** 2).flatten(1).mean(dim=1)
     diffusion = (reweighter.sample_weights(cells) * per_sample).mean()
     loss = diffusion

@@ -40,6 +40,8 @@ def test_presets_are_valid(name: str) -> None:
     config = ConditionalDiffusionConfig.preset(name, train_steps=7)
     assert config.train_steps == 7
     assert config.image_size % 2 ** (len(config.block_out_channels) - 1) == 0
+    # GPUs train in bf16 autocast; the CPU demo stays fp32 (no bf16 units on most CPUs).
+    assert config.mixed_precision == ("bf16" if name.startswith("gpu-") else "no")
 
 
 def test_unknown_preset_is_rejected() -> None:
@@ -74,6 +76,7 @@ def test_unknown_preset_is_rejected() -> None:
         ({"guidance_scale": float("nan")}, "guidance_scale"),
         ({"num_inference_steps": 2000}, "num_inference_steps"),
         ({"sampler": "euler"}, "sampler"),
+        ({"mixed_precision": "fp16"}, "mixed_precision"),
         ({"seed": -1}, "seed"),
         ({"checkpoint_every": 0}, "checkpoint_every"),
         ({"keep_checkpoints": 0}, "keep_checkpoints"),

@@ -242,3 +242,44 @@ def test_model_learns_fst_conditioned_skin_tone(tmp_path: Path) -> None:
     real = np.array([np.mean(TONES[f]) / 255 for f in range(1, 7)])
     assert np.all(np.diff(brightness) < 0), brightness  # darker with every FST step
     assert np.abs(brightness - real).max() < 0.15, (brightness, real)
+
+
+def test_bf16_mixed_precision_trains_fp32_weights_and_resumes_across_precisions(
+    tmp_path: Path, records: list[TrainingRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 autocast runs the UNet's convolutions and matrix products in bf16 (checked on the
+    conv inputs), keeps weights, EMA and checkpoints fp32, and learns like fp32 to within
+    bf16 rounding; switching precision on resume is allowed."""
+    seen: list[torch.dtype] = []
+    original = torch.nn.Conv2d._conv_forward
+
+    def spy(self: torch.nn.Conv2d, input: torch.Tensor, *args: Any) -> torch.Tensor:
+        seen.append(
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else input.dtype
+        )
+        return original(self, input, *args)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    fp32 = train_conditional(tiny_config(train_steps=3), records, tmp_path / "fp32")
+    assert seen and set(seen) == {torch.float32}
+    seen.clear()
+    config = tiny_config(train_steps=3, mixed_precision="bf16")
+    bf16 = train_conditional(config, records, tmp_path / "bf16")
+    assert torch.bfloat16 in seen  # the forward pass ran under bf16 autocast
+    monkeypatch.undo()
+
+    weights = _final_weights(tmp_path / "bf16")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
+    reference = _final_weights(tmp_path / "fp32")
+    differences = [float((weights[k] - reference[k]).abs().max()) for k in reference]
+    assert max(differences) > 0  # bf16 arithmetic really was used
+    assert max(differences) < 1e-2  # ... and only rounds: same data, same seed, same steps
+    for (_, fp32_loss), (_, bf16_loss) in zip(fp32.loss_history, bf16.loss_history, strict=True):
+        assert bf16_loss == pytest.approx(fp32_loss, rel=0.05)
+    saved = json.loads((bf16.model_path / "fairderm_config.json").read_text())
+    assert saved["mixed_precision"] == "bf16"
+
+    resumed = train_conditional(
+        tiny_config(train_steps=4, mixed_precision="no"), records, tmp_path / "bf16"
+    )
+    assert resumed.resumed_from == 3 and resumed.final_step == 4
