@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init, task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    celeryd_init,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+)
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
@@ -185,6 +191,15 @@ def sweep_leftovers(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
             logger.info("removed %d leftover temporary files under %s", len(found), root)
         removed += found
     return removed
+
+
+@worker_process_init.connect
+def _private_progress_lock(**_: Any) -> None:
+    """Each pool process draws diffusers' progress bars under tqdm locks of its own, so one
+    killed on a time limit mid-bar cannot hang the others (see ``generation.forking``)."""
+    from generation.forking import private_progress_lock
+
+    private_progress_lock()
 
 
 @worker_ready.connect

@@ -39,6 +39,7 @@ from generation.conditional import (
     make_noise_scheduler,
     train_conditional,
 )
+from generation.forking import private_progress_lock
 from generation.generate import generate_images
 from generation.plans import GenerationConfig, GenerationItem, balanced_plan
 from tests.generation.test_conditional_toydata import TOY_DIAGNOSES, make_toy_records, tiny_config
@@ -159,6 +160,8 @@ def main() -> None:
             if pid == 0:
                 code = 0
                 try:
+                    # Killed mid-bar, the child must not take this process's tqdm lock with it.
+                    private_progress_lock()
                     writer.run_child()
                 except BaseException:
                     traceback.print_exc()

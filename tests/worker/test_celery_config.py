@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,27 @@ def test_a_rolled_back_transaction_sends_no_task(
         name="committed", format="phantom", metadata=tmp_path / "m.csv", images_dir=tmp_path
     )
     assert len(sent) == 1 and sent[0]["kwargs"]["metadata"] == str(tmp_path / "m.csv")
+
+
+def test_pool_processes_get_private_progress_locks() -> None:
+    """Celery's prefork pool sends worker_process_init in each forked process; after it, tqdm's
+    lock there is private (see tests/generation/test_forking.py for why)."""
+    code = (
+        "import django; django.setup()\n"
+        "import threading\n"
+        "from celery.signals import worker_process_init\n"
+        "from tqdm.auto import tqdm\n"
+        "from worker.celery import _private_progress_lock\n"
+        "assert _private_progress_lock in [r() for _, r in worker_process_init.receivers]\n"
+        "_private_progress_lock()\n"
+        "print(type(tqdm.get_lock()) is type(threading.RLock()))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "True"
