@@ -126,6 +126,32 @@ def machine_label(device: str) -> str:
     return f"cpu-{socket.gethostname()}"
 
 
+def reset_process_peak() -> bool:
+    """Reset this process's resident-memory high-water mark (Linux ``VmHWM``); False where
+    that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def process_peak_gib() -> float | None:
+    """This process's resident-memory high-water mark in GiB (Linux ``VmHWM``), or None.
+
+    On the CPU it stands in for the GPU's peak allocated memory: the same tensors are kept for
+    the backward pass, but it also counts the Python and torch runtime (about 1 GiB) and memory
+    the allocator kept from earlier, so it is an estimate, never the GPU figure.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / GIB
+    except OSError:
+        return None
+    return None
+
+
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)

@@ -9,8 +9,10 @@ with fp32 adapters) on phantom images, once per ``--batch-sizes`` entry. Reports
 backward, optimiser), TFLOP/s and % of the peak, and the peak allocated memory (the issue's
 requirement: batch 4 fits in 24 GB). Writes a JSON record with the machine and the date.
 
-On a machine without CUDA it runs too (``--smoke``: the tiny stand-in at 64 px, 3 steps),
-which checks the script, not the figures.
+On a machine without CUDA it runs too: ``--smoke`` (the tiny stand-in at 64 px, 3 steps)
+checks the script; without ``--smoke`` it trains the SD 1.5 stand-in at full size on the CPU
+and records the process's resident high-water mark per row, an estimate of the GPU memory
+(same saved activations, plus the runtime), never a measurement of it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from benchmarks._perf import (  # noqa: E402
     base_record,
     default_json,
     error_text,
+    process_peak_gib,
     rate,
+    reset_process_peak,
 )
 from generation.conditional import TrainingRecord  # noqa: E402
 from generation.phantom import PhantomConfig, build_phantom_dataset, read_phantom_metadata  # noqa: E402
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if device == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
+            else:
+                reset_process_peak()
             meter = StepMeter(device, budget)
             started = time.perf_counter()
             try:
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             peak, source = peaks.peak(dtype)
             memory = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
+            cpu_memory = process_peak_gib() if device == "cpu" else None
             row.update(
                 status="ok",
                 rank=config.rank,
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 **rate(flops_per_sample, per_second, peak),
                 peak_gpu_memory_gib=round(memory, 2) if memory is not None else None,
                 fits_in_24_gib=memory < 24 if memory is not None else None,
+                # CPU only: the process's resident high-water mark over this row (model load
+                # included), an estimate of the GPU figure, never a measurement of it.
+                cpu_process_peak_memory_gib=round(cpu_memory, 2) if cpu_memory else None,
                 wall_seconds=round(time.perf_counter() - started, 1),
                 final_loss=result.final_loss,
             )
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(
                 f"LoRA {args.resolution} px batch {batch_size}: {row['samples_per_second']} samples/s, "
                 f"{row['achieved_tflops']} TFLOP/s ({row['percent_of_peak']}% of {peak}), "
-                f"peak memory {row['peak_gpu_memory_gib']} GiB",
+                f"peak memory {row['peak_gpu_memory_gib']} GiB"
+                + (f" (CPU process high-water mark {cpu_memory:.2f} GiB)" if cpu_memory else ""),
                 flush=True,
             )
         record.update(status="done", seconds=round(budget.spent(), 1))
