@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from validation.checks import check_int
+from validation.checks import check_bool, check_int
 
 if TYPE_CHECKING:
     import torch
@@ -19,11 +19,6 @@ if TYPE_CHECKING:
 DTYPE_NAMES: tuple[str, ...] = ("fp32", "fp16", "bf16")
 #: ``compile_mode`` values: no compilation, inductor's default, or inductor with autotuning.
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ class FastPathConfig:
             "fp8",
             "pad_batches",
         ):
-            _check_bool(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(
                 f"compile_mode: {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}"

@@ -319,15 +319,16 @@ class GenerationConfig:
     mode: str = "txt2img"
     strength: float = 0.6
     source_fsts: tuple[int, ...] = (1, 2, 3)
-    dtype: str = "fp32"
-    channels_last: bool = False
-    fuse_qkv: bool = False
-    compile_mode: str = "none"
-    compile_vae: bool = False
-    cuda_graphs: bool = False
-    fp8: bool = False
-    vae_batch_size: int = 0
-    writer_threads: int = 4
+    # The fast-path settings, defaulting to FastPathConfig's own (the plain fp32 path).
+    dtype: str = FastPathConfig.dtype
+    channels_last: bool = FastPathConfig.channels_last
+    fuse_qkv: bool = FastPathConfig.fuse_qkv
+    compile_mode: str = FastPathConfig.compile_mode
+    compile_vae: bool = FastPathConfig.compile_vae
+    cuda_graphs: bool = FastPathConfig.cuda_graphs
+    fp8: bool = FastPathConfig.fp8
+    vae_batch_size: int = FastPathConfig.vae_batch_size
+    writer_threads: int = FastPathConfig.writer_threads
 
     #: The fields that ``fast_path`` passes on to ``FastPathConfig``.
     FAST_FIELDS: ClassVar[tuple[str, ...]] = (

@@ -24,3 +24,10 @@ def check_float(name: str, value: object, low: float, high: float) -> float:
     if not math.isfinite(number) or not low <= number <= high:
         raise ValueError(f"{name}: must be between {low:g} and {high:g}, got {value!r}")
     return number
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool, else ``ValueError("<name>: ...")`` (no 0/1 or strings)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: must be true or false, got {value!r}")
+    return value

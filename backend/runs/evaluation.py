@@ -51,6 +51,15 @@ def dig(entry: dict[str, Any] | None, *path: str) -> Any:
     return entry
 
 
+def _group_counts(result: dict[str, Any], grouping: str, key: str) -> dict[str, Any]:
+    """Images behind a group's figures (``grouping``: ``per_fst`` or ``per_diagnosis``), from
+    FID's entry, else KID's (either metric may have been left out)."""
+    return {
+        count: dig(result, "fid", grouping, key, count) or dig(result, "kid", grouping, key, count)
+        for count in ("n_real", "n_synthetic")
+    }
+
+
 def evaluation_context(run: Run) -> dict[str, Any] | None:
     """Everything the template needs, or None when the run has no results yet."""
     result = run.result or {}
@@ -61,10 +70,7 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
         rows.append(
             {
                 "fst": _roman(key),
-                "n_real": dig(result, "fid", "per_fst", key, "n_real")
-                or dig(result, "kid", "per_fst", key, "n_real"),
-                "n_synthetic": dig(result, "fid", "per_fst", key, "n_synthetic")
-                or dig(result, "kid", "per_fst", key, "n_synthetic"),
+                **_group_counts(result, "per_fst", key),
                 "fid": dig(result, "fid", "per_fst", key, "value"),
                 "kid": dig(result, "kid", "per_fst", key, "mean"),
                 "is": dig(result, "is", "per_fst", key, "mean"),
@@ -81,10 +87,7 @@ def evaluation_context(run: Run) -> dict[str, Any] | None:
     dx_rows = [
         {
             "diagnosis": dx,
-            "n_real": dig(result, "fid", "per_diagnosis", dx, "n_real")
-            or dig(result, "kid", "per_diagnosis", dx, "n_real"),
-            "n_synthetic": dig(result, "fid", "per_diagnosis", dx, "n_synthetic")
-            or dig(result, "kid", "per_diagnosis", dx, "n_synthetic"),
+            **_group_counts(result, "per_diagnosis", dx),
             "fid": dig(result, "fid", "per_diagnosis", dx, "value"),
             "kid": dig(result, "kid", "per_diagnosis", dx, "mean"),
             "lpips": dig(result, "lpips", "fidelity", "per_diagnosis", dx, "mean"),

@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from validation.checks import check_float, check_int
+from validation.checks import check_bool, check_float, check_int
 from validation.vocabulary import FST, fst_group
 from validation.vocabulary import diagnosis as lookup_diagnosis
 
@@ -30,11 +30,6 @@ DEFAULT_UNET_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 DEFAULT_TEXT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 _PLACEHOLDERS = {"diagnosis", "fst", "token"}
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: must be true or false, got {value!r}")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -144,7 +139,7 @@ class SDTrainingConfig:
         check_float("learning_rate", self.learning_rate, 1e-9, 10.0)
         check_int("seed", self.seed, 0, 2**63 - 1)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _check_bool("gradient_checkpointing", self.gradient_checkpointing)
+        check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_int("checkpoint_every", self.checkpoint_every, 1, 10_000_000)
         check_int("keep_checkpoints", self.keep_checkpoints, 1, 1000)
         check_int("sample_every", self.sample_every, 0, 10_000_000)
@@ -251,7 +246,7 @@ class LoraTrainingConfig(SDTrainingConfig):
         check_int("alpha", self.alpha, 1, 4096)
         check_float("dropout", self.dropout, 0.0, 0.9)
         _check_modules("target_modules", self.target_modules)
-        _check_bool("train_text_encoder", self.train_text_encoder)
+        check_bool("train_text_encoder", self.train_text_encoder)
         _check_modules("text_target_modules", self.text_target_modules)
         if not isinstance(self.textual_inversion, str):
             raise ValueError(f"textual_inversion: must be a folder, got {self.textual_inversion!r}")
