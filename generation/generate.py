@@ -10,15 +10,12 @@ that are already there, so a retried or resumed job never regenerates or duplica
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import platform
-import re
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,10 +25,16 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
+from generation.manifest import (
+    MANIFEST_NAME,
+    append_to_manifest,
+    compact_manifest,
+    read_manifest,
+)
 from generation.plans import GenerationItem
 from generation.writer import MAX_WRITER_THREADS, PROVENANCE_KEY, ImageWriter
 from validation.checks import check_int
-from validation.files import atomic_write_text, sha256_file, sweep_temp_files
+from validation.files import sha256_file, sweep_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +42,6 @@ logger = logging.getLogger(__name__)
 TEMP_FILE_GRACE_SECONDS = 600.0
 #: Per-image provenance fields; they override same-named keys of the caller's provenance.
 ITEM_FIELDS = ("index", "seed", "fst", "diagnosis")
-#: The folder's record of image hashes: ``<sha256>  <name>`` lines, sorted by name.
-MANIFEST_NAME = "SHA256SUMS"
-_MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([^/\\]+)$")
 
 
 class ImageSampler(Protocol):
@@ -96,55 +96,6 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     if text is None:
         raise ValueError(f"path: {path} carries no {PROVENANCE_KEY} chunk")
     return json.loads(text)
-
-
-def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Image name to hex sha256, as recorded in ``output_dir/SHA256SUMS`` (empty if none).
-
-    Args:
-        output_dir (`str` or `os.PathLike`): A folder written by ``generate_images``.
-    """
-    path = Path(output_dir) / MANIFEST_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    record: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _MANIFEST_LINE.match(line)
-        if match is None:
-            raise ValueError(f"output_dir: {path} line {number} is not '<sha256>  <name>'")
-        record[match.group(2)] = match.group(1)
-    return record
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on the folder itself: shards of a run share one folder."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _update_manifest(output_dir: Path, add: Mapping[str, str], remove: Iterable[str] = ()) -> None:
-    """Drop the ``remove`` names and record ``add`` in ``SHA256SUMS``, rewritten atomically."""
-    remove = set(remove)
-    with _folder_lock(output_dir):
-        try:
-            record = read_manifest(output_dir)
-        except ValueError:
-            logger.warning("Rewriting the unreadable %s in %s", MANIFEST_NAME, output_dir)
-            record = {}
-        if not remove & record.keys() and all(record.get(k) == v for k, v in add.items()):
-            return
-        for name in remove:
-            record.pop(name, None)
-        record.update(add)
-        text = "".join(f"{record[name]}  {name}\n" for name in sorted(record))
-        atomic_write_text(output_dir / MANIFEST_NAME, text)
 
 
 def image_path(output_dir: str | os.PathLike[str], index: int, width: int = 6) -> Path:
@@ -272,7 +223,8 @@ def generate_images(
         else:
             done[item.index] = existing
     # Before any file is (re)written, its old line goes; the images found whole are listed.
-    _update_manifest(
+    # The journal left by an earlier run is folded in here too.
+    compact_manifest(
         output_dir,
         add={image.path.name: image.sha256 for image in done.values()},
         remove=[image_path(output_dir, item.index, width).name for item in pending],
@@ -305,7 +257,7 @@ def generate_images(
                     )
                 )
                 done[item.index] = written[-1]
-            _update_manifest(output_dir, add={image.path.name: image.sha256 for image in written})
+            append_to_manifest(output_dir, {image.path.name: image.sha256 for image in written})
             if on_progress is not None:
                 on_progress(len(done), len(items), written)
 
@@ -340,4 +292,7 @@ def generate_images(
             finish(wait=False)
             writer.raise_if_failed()
         finish(wait=True)
+    # One sorted SHA256SUMS again; what this call made or found is re-listed in case the record
+    # became unreadable meanwhile.
+    compact_manifest(output_dir, add={image.path.name: image.sha256 for image in done.values()})
     return [done[index] for index in indices if index in done]

@@ -17,14 +17,13 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from generation.generate import (
-    MANIFEST_NAME,
     PROVENANCE_KEY,
     GeneratedImage,
     generate_images,
     package_versions,
-    read_manifest,
     read_provenance,
 )
+from generation.manifest import MANIFEST_NAME, read_manifest
 from generation.plans import (
     GenerationItem,
     balanced_plan,

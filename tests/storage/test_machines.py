@@ -23,7 +23,7 @@ from django.urls import reverse
 
 from backend.runs.models import Run, RunShard
 from backend.runs.services import launch_run
-from generation.generate import read_manifest
+from generation.manifest import read_manifest
 from tests.accounts.factories import PASSWORD
 from tests.conftest import ROOT, wait_for
 from tests.datasets.factories import dataset_with_cells

@@ -2,8 +2,9 @@
 
 First a generic atomic writer, then FairDerm's own write paths in a real process
 (``tests/validation/killable.py``): ``generate_images`` with a tiny conditional model, whose
-images are checked against the folder's ``SHA256SUMS``, and ``train_conditional`` with a
-checkpoint every step, whose checkpoints are checked against their ``COMPLETE.json``.
+images are checked against the folder's ``SHA256SUMS`` and its journal, and
+``train_conditional`` with a checkpoint every step, whose checkpoints are checked against
+their ``COMPLETE.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from generation.conditional.checkpoints import (
     latest_complete_checkpoint,
     list_checkpoints,
 )
-from generation.generate import MANIFEST_NAME, read_manifest, read_provenance
+from generation.generate import read_provenance
+from generation.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 from tests.conftest import ROOT
 from tests.validation import killable
 from validation.files import TEMP_SUFFIX, atomic_write_bytes, sha256_file, sweep_temp_files
@@ -178,7 +180,7 @@ def test_generated_images_killed_mid_write_are_absent_or_match_their_sha256(
     rng = random.Random(11)
     folder = tmp_path / "images"
     plan = {item.index: item for item in killable.image_plan()}
-    killed_mid_write, unlisted = 0, []
+    killed_mid_write, killed_with_journal, unlisted = 0, 0, []
     for attempt in range(MAX_KILLS):
         if attempt >= KILLS and killed_mid_write:
             break
@@ -186,17 +188,20 @@ def test_generated_images_killed_mid_write_are_absent_or_match_their_sha256(
         exit_code = writers.kill_after(mode, folder, rng.uniform(0.1, 0.6))
         assert exit_code == -signal.SIGKILL, f"the writer ended by itself ({exit_code})"
         killed_mid_write += bool(temp_entries(folder) - before)
+        killed_with_journal += (folder / JOURNAL_NAME).exists()
         unlisted.append(check_images(folder, plan))
         assert unlisted[-1] <= killable.UNLISTED_AT_MOST[mode]
     made_before_finish = len(list(folder.glob("*.png")))
     summary = writers.finish(mode, folder)
     assert made_before_finish > 0, "the writers made no image"
     assert killed_mid_write >= 1, "no kill landed inside a write; change the delays"
+    assert killed_with_journal >= 1, f"no kill left a {JOURNAL_NAME} to fold in"
     # The last run resumed: it kept every image (listed or not), made only new ones, and
     # listed every image.
     assert summary["generated"] == killable.FINISH_BATCHES * killable.BATCH_SIZE
     assert summary["images"] == made_before_finish + summary["generated"]
     listed = read_manifest(folder)
+    assert not (folder / JOURNAL_NAME).exists()  # folded into SHA256SUMS at the end
     assert set(listed) == {p.name for p in folder.glob("*.png")} == set(summary["sha256"])
     assert listed == summary["sha256"]
     assert check_images(folder, plan) == 0
