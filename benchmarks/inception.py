@@ -35,7 +35,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmarks._fid_compat import patch_pytorch_fid_sqrtm  # noqa: E402
 from benchmarks._perf import (  # noqa: E402
     Budget,
     Record,
@@ -48,6 +47,7 @@ from generation.flops import count_flops  # noqa: E402
 from validation.metrics.backbones import LOADER_THREADS, InceptionFeatures  # noqa: E402
 from validation.metrics.cache import FeatureCache  # noqa: E402
 from validation.metrics.distances import fid_from_features  # noqa: E402
+from validation.metrics.fid_compat import patch_pytorch_fid_sqrtm  # noqa: E402
 from validation.metrics.images import folder_items  # noqa: E402
 from validation.metrics.weights import (  # noqa: E402
     FID_INCEPTION,
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
     from pytorch_fid.inception import InceptionV3
 
-    # SciPy >= 1.18 dropped sqrtm's disp, which pytorch-fid 0.3.0 passes (benchmarks/_fid_compat.py).
+    # SciPy >= 1.18 dropped sqrtm's disp, which pytorch-fid 0.3.0 passes (validation/metrics/fid_compat.py).
     sqrtm_patched = patch_pytorch_fid_sqrtm()
     budget = Budget(args.budget_s)
     device = args.device

@@ -22,6 +22,8 @@ import sys
 import numpy as np
 from numpy.typing import NDArray
 
+from validation.metrics.fid_compat import patch_pytorch_fid_sqrtm
+
 Array = NDArray[np.floating]
 
 FID_MIN_RECOMMENDED = 2048
@@ -36,8 +38,14 @@ def frechet_stats(features: Array) -> tuple[NDArray[np.float64], NDArray[np.floa
 
 
 def frechet_distance(mu1: Array, sigma1: Array, mu2: Array, sigma2: Array) -> float:
-    """pytorch-fid's ``calculate_frechet_distance`` (sqrtm with its eps fallback)."""
+    """pytorch-fid's ``calculate_frechet_distance`` (sqrtm with its eps fallback).
+
+    Works on SciPy 1.18 and later too, where pytorch-fid 0.3.0 alone fails
+    (``validation.metrics.fid_compat``).
+    """
     from pytorch_fid.fid_score import calculate_frechet_distance
+
+    patch_pytorch_fid_sqrtm()
 
     if np.shape(mu1) != np.shape(mu2) or np.shape(sigma1) != np.shape(sigma2):
         raise ValueError(f"mu2: statistics of different sizes ({np.shape(mu1)} vs {np.shape(mu2)})")

@@ -4,7 +4,9 @@ pytorch-fid 0.3.0 (the newest release) calls ``scipy.linalg.sqrtm(A, disp=False)
 ``calculate_frechet_distance``, expecting the pair ``(sqrtm, error estimate)``. SciPy
 deprecated ``disp`` in 1.16 and removed it in 1.18, so there every FID through pytorch-fid
 fails with ``TypeError: sqrtm() got an unexpected keyword argument 'disp'``. The project
-pins SciPy 1.17.1, but the GPU machine's SciPy is whatever its image holds.
+pins SciPy 1.17.1, but the GPU machine's SciPy is whatever its image holds, and a pin gets
+bumped: ``validation.metrics.distances.frechet_distance`` and the Inception benchmark apply
+the patch before they call pytorch-fid.
 
 ``patch_pytorch_fid_sqrtm`` gives ``pytorch_fid.fid_score`` a ``linalg`` whose ``sqrtm``
 takes ``disp`` again (with SciPy 1.17's meaning: ``disp=False`` returns the pair, the

@@ -1,4 +1,4 @@
-"""benchmarks/_fid_compat.py: pytorch-fid 0.3.0's Frechet distance on a SciPy without sqrtm's disp."""
+"""pytorch-fid 0.3.0 on a SciPy whose sqrtm lacks disp (validation.metrics.fid_compat)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import scipy.linalg
 from pytorch_fid import fid_score
 
-from benchmarks._fid_compat import patch_pytorch_fid_sqrtm
+from validation.metrics.distances import frechet_distance
+from validation.metrics.fid_compat import patch_pytorch_fid_sqrtm
 
 
 def sqrtm_without_disp(A: np.ndarray) -> np.ndarray:
@@ -38,3 +39,17 @@ def test_nothing_is_patched_where_sqrtm_still_takes_disp(monkeypatch: pytest.Mon
     old_scipy = types.SimpleNamespace(sqrtm=old_sqrtm)
     monkeypatch.setattr(fid_score, "linalg", old_scipy)
     assert patch_pytorch_fid_sqrtm() is False and fid_score.linalg is old_scipy
+
+
+def test_the_project_fid_works_on_a_sqrtm_without_disp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``frechet_distance`` patches pytorch-fid itself: a SciPy bump does not break evaluate."""
+    new_scipy = types.SimpleNamespace(sqrtm=sqrtm_without_disp, norm=scipy.linalg.norm)
+    monkeypatch.setattr(fid_score, "linalg", new_scipy)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    s1, s2 = a @ a.T + np.eye(3), b @ b.T + np.eye(3)
+    mu1, mu2 = rng.normal(size=3), rng.normal(size=3)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(
+        s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2))
+    )
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
