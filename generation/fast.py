@@ -45,6 +45,7 @@ __all__ = [
     "Fp8Linear",
     "convert_linears_to_fp8",
     "decode_latents",
+    "fuse_shared_lora",
     "has_lora",
     "image_agreement",
     "mark_step",
@@ -153,17 +154,43 @@ def _inductor_cache_dir_chosen() -> bool:
     return os.path.abspath(current) != os.path.abspath(default_cache_dir())
 
 
+def fuse_shared_lora(pipe: Any) -> bool:
+    """Fuse the pipeline's one LoRA adapter into its base weights and remove peft's layers.
+
+    Uses diffusers' ``fuse_lora`` (scale 1, the scale sampling uses) on every component that
+    carries the adapter (UNet, text encoder), then ``unload_lora_weights``, which drops the
+    adapter layers and keeps the fused weights. The sum is taken in the weights' dtype: in
+    bf16 each fused weight is rounded once more, far below what bf16 activations change.
+
+    Returns:
+        `bool`: ``True`` if an adapter was fused; ``False`` (nothing changed) when no adapter
+        is loaded or when several are (per-FST adapters, selected per batch, stay unfused).
+    """
+    listed = pipe.get_list_adapters()  # {component: [adapter names]}
+    names = sorted({name for component in listed.values() for name in component})
+    if len(names) != 1:
+        if names:
+            logger.info("fuse_lora: %d adapters (%s) stay unfused", len(names), ", ".join(names))
+        return False
+    components = sorted(component for component, adapters in listed.items() if adapters)
+    pipe.fuse_lora(components=components, lora_scale=1.0, adapter_names=names)
+    pipe.unload_lora_weights()
+    return True
+
+
 def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
     """Apply ``config`` to ``pipe`` (a diffusers Stable Diffusion pipeline) in place, once.
 
-    On the pipeline's current device: casts to ``config.dtype``, sets SDPA attention
+    On the pipeline's current device: fuses a shared LoRA adapter (``fuse_lora``, see
+    :func:`fuse_shared_lora`), casts to ``config.dtype``, sets SDPA attention
     (``AttnProcessor2_0``, or its fused form with ``fuse_qkv``), channels_last, fp8 layers,
     and compiles the UNet (and the VAE decoder with ``compile_vae``). On CUDA it also turns on
     ``torch.backends.cudnn.benchmark`` (process-wide: fixed shapes pick their fastest
     convolution once). Compilation is lazy: the first batch of each shape compiles.
 
     Returns:
-        `dict`: What was done (the config, the device, fp8 layers converted), also stored on
+        `dict`: What was done (the config, the device, whether a LoRA was fused, fp8 layers
+        converted), also stored on
         the pipeline as ``pipe.fairderm_fast_path``. Calling again with the same config returns
         it unchanged.
 
@@ -186,6 +213,7 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
             "config: this pipeline was already prepared with another fast-path config; "
             "load a fresh pipeline instead"
         )
+    lora_fused = fuse_shared_lora(pipe) if config.fuse_lora else False
     if config.fuse_qkv and (has_lora(pipe.unet) or has_lora(pipe.text_encoder)):
         raise ValueError(
             "fuse_qkv: not possible with LoRA adapters loaded (the fused projections would "
@@ -219,6 +247,7 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
         "config": config.to_dict(),
         "device": str(device),
         "torch_compile_mode": mode,
+        "lora_fused": lora_fused,
         "fp8_linear_layers": fp8_layers,
         "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR") if mode else None,
     }

@@ -30,9 +30,15 @@ class FastPathConfig:
             ``"fp16"`` (CUDA only) or ``"bf16"``.
         channels_last (`bool`, defaults to `False`): NHWC memory format for the UNet and VAE
             (faster convolutions on tensor cores).
+        fuse_lora (`bool`, defaults to `False`): Fuse a model's one shared LoRA adapter into
+            the base weights (diffusers' ``fuse_lora``, UNet and text encoder) and drop peft's
+            layers, so the UNet compiles, fuses its projections and converts to fp8 as a plain
+            model does. A model with per-FST adapters (switched per batch) stays unfused;
+            ``prepare_pipeline`` records which happened (``lora_fused``).
         fuse_qkv (`bool`, defaults to `False`): One matrix product for q, k, v (self-attention)
             and k, v (cross-attention), through diffusers' ``fuse_qkv_projections``. Refused
-            while LoRA adapters are loaded (the fused layers would bypass them).
+            while LoRA adapters are loaded (the fused layers would bypass them), so with
+            ``fuse_lora`` only for a model with one shared adapter.
         compile_mode (`str`, defaults to ``"none"``): ``torch.compile`` the UNet: ``"none"``,
             ``"default"`` or ``"max-autotune"`` (slower to compile, tunes matrix kernels).
         compile_vae (`bool`, defaults to `False`): Also compile the VAE decoder (needs
@@ -59,6 +65,7 @@ class FastPathConfig:
 
     dtype: str = "fp32"
     channels_last: bool = False
+    fuse_lora: bool = False
     fuse_qkv: bool = False
     compile_mode: str = "none"
     compile_vae: bool = False
@@ -74,6 +81,7 @@ class FastPathConfig:
             raise ValueError(f"dtype: {self.dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
         for name in (
             "channels_last",
+            "fuse_lora",
             "fuse_qkv",
             "compile_vae",
             "cuda_graphs",
@@ -103,13 +111,15 @@ class FastPathConfig:
 
     @classmethod
     def gpu(cls, **overrides: Any) -> FastPathConfig:
-        """The fast preset for a CUDA GPU: bf16, channels_last, compiled UNet replayed as CUDA
-        graphs, 8 writer threads. ``fuse_qkv`` stays off (LoRA models refuse it; pass
-        ``fuse_qkv=True`` for a model without adapters) and so does fp8 (until checked, see
+        """The fast preset for a CUDA GPU: bf16, channels_last, a shared LoRA fused into the
+        base weights, compiled UNet replayed as CUDA graphs, 8 writer threads. ``fuse_qkv``
+        stays off (models with per-FST adapters refuse it; pass ``fuse_qkv=True`` for a model
+        without adapters or with one shared adapter) and so does fp8 (until checked, see
         ``generation.fast``)."""
         values: dict[str, Any] = {
             "dtype": "bf16",
             "channels_last": True,
+            "fuse_lora": True,
             "compile_mode": "default",
             "cuda_graphs": True,
             "writer_threads": 8,

@@ -292,8 +292,8 @@ class GenerationConfig:
             starts each image from a real image of the same diagnosis on ``source_fsts``.
         strength (`float`, defaults to 0.6): img2img strength in (0, 1] (1 ignores the source).
         source_fsts (`tuple[int, ...]`, defaults to I-III): Skin types img2img starts from.
-        dtype, channels_last, fuse_qkv, compile_mode, compile_vae, cuda_graphs, fp8,
-        vae_batch_size: Stable Diffusion models only: how the pipeline runs, see
+        dtype, channels_last, fuse_lora, fuse_qkv, compile_mode, compile_vae, cuda_graphs,
+        fp8, vae_batch_size: Stable Diffusion models only: how the pipeline runs, see
             ``generation.fast_config.FastPathConfig`` (the defaults are the plain fp32 path;
             ``FastPathConfig.gpu()`` lists the fast settings for a CUDA GPU).
         writer_threads (`int`, defaults to 4): Threads encoding and writing the PNGs while the
@@ -322,6 +322,7 @@ class GenerationConfig:
     # The fast-path settings, defaulting to FastPathConfig's own (the plain fp32 path).
     dtype: str = FastPathConfig.dtype
     channels_last: bool = FastPathConfig.channels_last
+    fuse_lora: bool = FastPathConfig.fuse_lora
     fuse_qkv: bool = FastPathConfig.fuse_qkv
     compile_mode: str = FastPathConfig.compile_mode
     compile_vae: bool = FastPathConfig.compile_vae
@@ -334,6 +335,7 @@ class GenerationConfig:
     FAST_FIELDS: ClassVar[tuple[str, ...]] = (
         "dtype",
         "channels_last",
+        "fuse_lora",
         "fuse_qkv",
         "compile_mode",
         "compile_vae",

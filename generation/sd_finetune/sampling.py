@@ -11,7 +11,8 @@ per-image provenance, resumption, sharding and tone gate as the conditional mode
   (``validation.lesion``) beside the tone the gate measures, so users can choose the strength.
 
 With ``fast`` (a ``generation.fast.FastPathConfig``) the pipeline is prepared once for speed
-(dtype, channels_last, compiled UNet, CUDA graphs, fp8) and images are decoded by
+(a shared LoRA fused into the base weights, dtype, channels_last, compiled UNet, CUDA graphs,
+fp8) and images are decoded by
 ``generation.fast.decode_latents``; the sampling loop itself stays diffusers' own.
 """
 
@@ -26,7 +27,13 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from generation.fast import FastPathConfig, decode_latents, mark_step, prepare_pipeline
+from generation.fast import (
+    FAST_ATTR,
+    FastPathConfig,
+    decode_latents,
+    mark_step,
+    prepare_pipeline,
+)
 from generation.plans import GenerationItem
 from generation.sd_finetune.config import caption
 from generation.stable_diffusion import load_sd_pipeline, pipeline_provenance
@@ -259,6 +266,8 @@ class SDSampler:
             settings["strength"] = self.strength
         if self.fast is not None:
             settings["fast_path"] = self.fast.to_dict()
+            # What fuse_lora did: a model with per-FST adapters stays unfused.
+            settings["lora_fused"] = bool(getattr(self.pipe, FAST_ATTR, {}).get("lora_fused"))
         return settings
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,28 +21,51 @@ from generation.tiny_sd import TinySDConfig, save_tiny_sd
 RES = 32
 
 
+def train(tiny: Path, records: list[TrainingRecord], out: Path, **overrides: Any) -> Path:
+    """A LoRA trained two steps on the tiny pipeline (non-identity: gaussian init, lr 0.02)."""
+    from generation.sd_finetune.lora import train_lora
+
+    config = LoraTrainingConfig(
+        base_model=str(tiny),
+        fsts=(1, 5),
+        resolution=RES,
+        batch_size=2,
+        train_steps=2,
+        learning_rate=0.02,
+        mixed_precision="no",
+        rank=2,
+        **overrides,
+    )
+    return train_lora(config, records, out).output_path
+
+
 @pytest.fixture(scope="module")
 def lora_folder(
     tmp_path_factory: pytest.TempPathFactory, sd_records: list[TrainingRecord]
 ) -> Iterator[tuple[Path, Path]]:
-    from generation.sd_finetune.lora import train_lora
-
     root = tmp_path_factory.mktemp("sd-sampling")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
         tiny = save_tiny_sd(root / "tiny-sd", TinySDConfig(image_size=RES))
-        config = LoraTrainingConfig(
-            base_model=str(tiny),
-            fsts=(1, 5),
-            resolution=RES,
-            batch_size=2,
-            train_steps=2,
-            learning_rate=0.02,
-            mixed_precision="no",
-            rank=2,
-        )
-        result = train_lora(config, sd_records, root / "run")
-        yield tiny, result.output_path
+        yield tiny, train(tiny, sd_records, root / "run")
+
+
+@pytest.fixture(scope="module")
+def more_loras(
+    lora_folder: tuple[Path, Path], sd_records: list[TrainingRecord]
+) -> Iterator[dict[str, Path]]:
+    """A shared adapter on the UNet and the text encoder, and per-FST adapters."""
+    tiny, shared = lora_folder
+    root = shared.parent.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield {
+            "unet": shared,
+            "unet+text-encoder": train(
+                tiny, sd_records, root / "text", train_text_encoder=True, alpha=8
+            ),
+            "per-fst": train(tiny, sd_records, root / "per-fst", adapters="per_fst"),
+        }
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +149,66 @@ def test_img2img_needs_sources_and_a_valid_strength(lora_folder: tuple[Path, Pat
         SDSampler.from_lora(str(tiny), lora, mode="img2img")
     with pytest.raises(ValueError, match="^strength: "):
         SDSampler.from_lora(str(tiny), lora, strength=0.0)
+
+
+def generated_pixels(sampler: Any, out: Path) -> np.ndarray:
+    plan = balanced_plan([1, 5], ["nevus", "melanoma"], 1, 7)
+    images = generate_images(sampler, plan, out, batch_size=4, provenance=sampler.provenance())
+    arrays = []
+    for image in images:
+        with Image.open(image.path) as png:
+            arrays.append(np.asarray(png, np.int16))
+    return np.stack(arrays)
+
+
+@pytest.mark.parametrize("layout", ["unet", "unet+text-encoder"])
+def test_a_shared_lora_fused_into_the_base_weights_makes_the_same_images(
+    lora_folder: tuple[Path, Path], more_loras: dict[str, Path], tmp_path: Path, layout: str
+) -> None:
+    from generation.fast import FastPathConfig, has_lora
+    from generation.sd_finetune.sampling import SDSampler
+
+    tiny, _ = lora_folder
+    lora = more_loras[layout]
+
+    def make(fast: FastPathConfig) -> SDSampler:
+        return SDSampler.from_lora(
+            str(tiny), lora, num_inference_steps=2, guidance_scale=3.0, fast=fast
+        )
+
+    unfused, fused = make(FastPathConfig()), make(FastPathConfig(fuse_lora=True))
+    with_text = layout == "unet+text-encoder"
+    assert has_lora(unfused.pipe.unet) and has_lora(unfused.pipe.text_encoder) == with_text
+    assert not has_lora(fused.pipe.unet) and not has_lora(fused.pipe.text_encoder)
+    assert fused.provenance()["lora_fused"] is True
+    assert unfused.provenance()["lora_fused"] is False
+    assert fused.provenance()["fast_path"]["fuse_lora"] is True
+    reference = generated_pixels(unfused, tmp_path / "unfused")
+    assert np.abs(generated_pixels(fused, tmp_path / "fused") - reference).max() <= 1
+    # The adapter matters: without it the images differ, so the fused weights carry it.
+    unfused.pipe.disable_lora()
+    assert np.abs(generated_pixels(unfused, tmp_path / "base") - reference).max() > 2
+    # With no peft layers left, the projections may be fused too.
+    both = make(FastPathConfig(fuse_lora=True, fuse_qkv=True))
+    assert np.abs(generated_pixels(both, tmp_path / "both") - reference).max() <= 2
+
+
+def test_per_fst_adapters_stay_unfused_and_still_switch(
+    lora_folder: tuple[Path, Path], more_loras: dict[str, Path], tmp_path: Path
+) -> None:
+    from generation.fast import FastPathConfig, has_lora
+    from generation.sd_finetune.sampling import SDSampler
+
+    tiny, _ = lora_folder
+    lora = more_loras["per-fst"]
+    asked = SDSampler.from_lora(
+        str(tiny), lora, num_inference_steps=2, fast=FastPathConfig(fuse_lora=True)
+    )
+    assert has_lora(asked.pipe.unet) and asked.adapters == {1: "fst1", 5: "fst5"}
+    assert asked.provenance()["lora_fused"] is False
+    plain = SDSampler.from_lora(str(tiny), lora, num_inference_steps=2, fast=FastPathConfig())
+    assert np.array_equal(
+        generated_pixels(asked, tmp_path / "asked"), generated_pixels(plain, tmp_path / "plain")
+    )
+    with pytest.raises(ValueError, match="^fuse_qkv: not possible with LoRA adapters"):
+        SDSampler.from_lora(str(tiny), lora, fast=FastPathConfig(fuse_lora=True, fuse_qkv=True))
