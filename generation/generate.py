@@ -15,7 +15,7 @@ import logging
 import os
 import platform
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -45,7 +45,12 @@ ITEM_FIELDS = ("index", "seed", "fst", "diagnosis")
 
 
 class ImageSampler(Protocol):
-    """Anything that turns items plus one generator per item into one image per item."""
+    """Anything that turns items plus one generator per item into one image per item.
+
+    A sampler may also have a ``batch_key`` attribute, a function of an item (or ``None``):
+    ``generate_images`` then gives it batches whose items share one key, e.g. one skin type
+    when each has its own LoRA adapter (see ``batches``).
+    """
 
     def __call__(
         self, items: Sequence[GenerationItem], generators: Sequence[torch.Generator]
@@ -96,6 +101,36 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     if text is None:
         raise ValueError(f"path: {path} carries no {PROVENANCE_KEY} chunk")
     return json.loads(text)
+
+
+def batches(
+    items: Sequence[GenerationItem],
+    batch_size: int,
+    key: Callable[[GenerationItem], Hashable] | None = None,
+) -> list[list[GenerationItem]]:
+    """``items`` cut into batches of at most ``batch_size``, in the order they are sampled.
+
+    Without ``key``: consecutive slices, in plan order. With ``key``: every batch holds items
+    of one key, in plan order within the key, and the keys take turns (the first batch of
+    each key in order of first appearance, then the second of each...), so a run stopped
+    part-way stays as balanced across keys as the batches allow. Only each key's last batch
+    can be short.
+    """
+    if key is None:
+        return [
+            list(items[start : start + batch_size]) for start in range(0, len(items), batch_size)
+        ]
+    groups: dict[Hashable, list[GenerationItem]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    queues = [
+        deque(group[start : start + batch_size] for start in range(0, len(group), batch_size))
+        for group in groups.values()
+    ]
+    ordered: list[list[GenerationItem]] = []
+    while any(queues):
+        ordered.extend(queue.popleft() for queue in queues if queue)
+    return ordered
 
 
 def image_path(output_dir: str | os.PathLike[str], index: int, width: int = 6) -> Path:
@@ -167,7 +202,8 @@ def generate_images(
             item ``i`` drawn from ``generators[i]`` (seeded with ``items[i].seed``).
         items (`Sequence[GenerationItem]`): The plan (unique indices), e.g. ``balanced_plan(...)``.
         output_dir (`str` or `os.PathLike`): Folder of the PNGs; created if missing.
-        batch_size (`int`): Items per sampler call.
+        batch_size (`int`): Items per sampler call (batches follow plan order, or group
+            items by the sampler's ``batch_key``: see ``batches``).
         provenance (`dict`):
             JSON-serialisable facts shared by every image (model hash, sampler settings, git
             sha, ``package_versions()``...). Each PNG stores it merged with its own
@@ -181,8 +217,8 @@ def generate_images(
         writer_threads (`int`, *optional*, defaults to 0):
             Threads that encode and write the PNGs while the sampler makes the next batch
             (at most two batches wait for them); 0 writes each batch before the next is made.
-            Either way ``on_progress`` sees every batch once its files are complete, in plan
-            order, and a write error is raised here.
+            Either way ``on_progress`` sees every batch once its files are complete, in the
+            order the batches were sampled, and a write error is raised here.
 
     Returns:
         The images done, in plan order: the whole plan, or fewer if ``should_stop`` ended the run.
@@ -262,11 +298,10 @@ def generate_images(
                 on_progress(len(done), len(items), written)
 
     with ImageWriter(writer_threads, max_pending=2 * batch_size) as writer:
-        for start in range(0, len(pending), batch_size):
+        for batch in batches(pending, batch_size, getattr(sampler, "batch_key", None)):
             if should_stop is not None and should_stop():
                 logger.info("Generation stopped with %d of %d images", len(done), len(items))
                 break
-            batch = pending[start : start + batch_size]
             generators = [torch.Generator().manual_seed(item.seed) for item in batch]
             images = list(sampler(batch, generators))
             if len(images) != len(batch):

@@ -18,7 +18,7 @@ fp8) and images are decoded by
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,13 @@ class SDSampler:
         sampler.embeddings = dict(loaded.embeddings)
         return sampler
 
+    @property
+    def batch_key(self) -> Callable[[GenerationItem], int] | None:
+        """With per-FST adapters, ``generate_images`` batches one skin type at a time: a mixed
+        batch would run one short model call per adapter (each padded to the full batch on a
+        compiled model)."""
+        return _fst_of if self.adapters else None
+
     def prompt(self, item: GenerationItem) -> str:
         return caption(
             self.caption_template,
@@ -269,6 +276,10 @@ class SDSampler:
             # What fuse_lora did: a model with per-FST adapters stays unfused.
             settings["lora_fused"] = bool(getattr(self.pipe, FAST_ATTR, {}).get("lora_fused"))
         return settings
+
+
+def _fst_of(item: GenerationItem) -> int:
+    return item.fst
 
 
 def _square(path: Path, side: int) -> Image.Image:

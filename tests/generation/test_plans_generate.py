@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from generation.generate import (
     PROVENANCE_KEY,
     GeneratedImage,
+    batches,
     generate_images,
     package_versions,
     read_provenance,
@@ -331,3 +334,67 @@ def test_conditional_pipeline_sampler_end_to_end(tmp_path: Path) -> None:
     assert stored["fst"] == 6 and stored["diagnosis"] == "melanoma"
     with Image.open(images[0].path) as png:
         assert png.size == (16, 16) and png.mode == "RGB"
+
+
+class PerFstSampler(FakeSampler):
+    """A sampler with one adapter per skin type: it wants one skin type per batch."""
+
+    def batch_key(self, item: GenerationItem) -> int:
+        return item.fst
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    fsts=st.lists(st.sampled_from([1, 2, 3, 4, 5, 6]), min_size=1, max_size=6, unique=True),
+    per_cell=st.integers(1, 9),
+    batch_size=st.integers(1, 10),
+)
+def test_batches_by_key_hold_one_key_each_and_take_turns(
+    fsts: list[int], per_cell: int, batch_size: int
+) -> None:
+    plan = balanced_plan(fsts, ["nevus", "melanoma"], per_cell, base_seed=1)
+    made = batches(plan, batch_size, lambda item: item.fst)
+    assert sorted(item.index for batch in made for item in batch) == list(range(len(plan)))
+    for batch in made:
+        assert 1 <= len(batch) <= batch_size and len({item.fst for item in batch}) == 1
+    by_fst: dict[int, list[list[GenerationItem]]] = {}
+    for batch in made:
+        by_fst.setdefault(batch[0].fst, []).append(batch)
+    for fst, own in by_fst.items():
+        # Plan order within a skin type; only its last batch may be short.
+        assert [i.index for b in own for i in b] == [i.index for i in plan if i.fst == fst]
+        assert all(len(b) == batch_size for b in own[:-1])
+    # The skin types take turns, in order of first appearance in the plan.
+    first_seen = list(dict.fromkeys(item.fst for item in plan))
+    rounds = max(len(own) for own in by_fst.values())
+    expected = [f for r in range(rounds) for f in first_seen if len(by_fst[f]) > r]
+    assert [batch[0].fst for batch in made] == expected
+    # Without a key: consecutive slices of the plan.
+    assert [b for b in batches(plan, batch_size)] == [
+        plan[start : start + batch_size] for start in range(0, len(plan), batch_size)
+    ]
+
+
+def test_a_sampler_with_a_batch_key_gets_one_key_per_call(tmp_path: Path) -> None:
+    plan = balanced_plan([1, 3, 6], ["nevus", "melanoma"], per_cell=3, base_seed=2)
+    sampler = PerFstSampler()
+    progress: list[set[int]] = []
+    polls = iter([False] * 3 + [True])
+    first = generate_images(
+        sampler,
+        plan,
+        tmp_path,
+        batch_size=4,
+        provenance={},
+        on_progress=lambda done, total, new: progress.append({image.fst for image in new}),
+        should_stop=lambda: next(polls),
+    )
+    fst_of = {item.index: item.fst for item in plan}
+    assert [{fst_of[i] for i in call} for call in sampler.calls] == [{1}, {3}, {6}]
+    assert progress == [set(), {1}, {3}, {6}]
+    # Stopped after one batch of each skin type: as balanced as the batches allow.
+    assert sorted(image.fst for image in first) == [1] * 4 + [3] * 4 + [6] * 4
+    assert [image.index for image in first] == sorted(image.index for image in first)
+    resumed = generate_images(PerFstSampler(), plan, tmp_path, batch_size=4, provenance={})
+    assert [image.index for image in resumed] == [item.index for item in plan]  # plan order
+    assert read_manifest(tmp_path) == {image.path.name: image.sha256 for image in resumed}

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from generation.conditional.data import TrainingRecord
-from generation.generate import generate_images, read_provenance
+from generation.generate import batches, generate_images, read_provenance
 from generation.plans import balanced_plan
 from generation.sd_finetune.config import LoraTrainingConfig
 from generation.stable_diffusion import load_sd_pipeline
@@ -80,6 +80,7 @@ def test_txt2img_through_generate_images_matches_a_stock_pipeline_call(
 
     tiny, lora = lora_folder
     sampler = SDSampler.from_lora(str(tiny), lora, num_inference_steps=2, guidance_scale=3.0)
+    assert sampler.batch_key is None  # one shared adapter: batches follow the plan
     plan = balanced_plan([1, 5], ["nevus", "melanoma"], 1, 7)
     images = generate_images(sampler, plan, tmp_path, batch_size=4, provenance=sampler.provenance())
     assert len(images) == 4
@@ -206,6 +207,10 @@ def test_per_fst_adapters_stay_unfused_and_still_switch(
     )
     assert has_lora(asked.pipe.unet) and asked.adapters == {1: "fst1", 5: "fst5"}
     assert asked.provenance()["lora_fused"] is False
+    # generate_images gives it one skin type per batch (one adapter per model call).
+    plan = balanced_plan([1, 5], ["nevus", "melanoma"], 1, 7)
+    assert asked.batch_key is not None
+    assert [{i.fst for i in b} for b in batches(plan, 4, asked.batch_key)] == [{1}, {5}]
     plain = SDSampler.from_lora(str(tiny), lora, num_inference_steps=2, fast=FastPathConfig())
     assert np.array_equal(
         generated_pixels(asked, tmp_path / "asked"), generated_pixels(plain, tmp_path / "plain")
