@@ -45,7 +45,8 @@ __all__ = [
     "Fp8Linear",
     "convert_linears_to_fp8",
     "decode_latents",
-    "fuse_shared_lora",
+    "AdapterBank",
+    "fuse_loras",
     "has_lora",
     "image_agreement",
     "mark_step",
@@ -106,12 +107,13 @@ def has_lora(module: torch.nn.Module) -> bool:
     return any(hasattr(child, "lora_A") for child in module.modules())
 
 
-def convert_linears_to_fp8(module: torch.nn.Module) -> int:
+def convert_linears_to_fp8(module: torch.nn.Module, keep: frozenset[str] = frozenset()) -> int:
     """Replace the attention and feed-forward ``Linear`` layers of ``module`` by ``Fp8Linear``.
 
     Converted: plain ``torch.nn.Linear`` layers inside attention (``attn*``) and feed-forward
     (``ff``) blocks whose sizes are multiples of 16 (fp8 products need that). Left alone:
-    everything else, including layers wrapped by peft (LoRA keeps running in full precision).
+    everything else, including layers wrapped by peft (LoRA keeps running in full precision)
+    and the layers at the module paths in ``keep`` (those an ``AdapterBank`` writes into).
 
     Returns:
         `int`: How many layers were converted.
@@ -124,7 +126,8 @@ def convert_linears_to_fp8(module: torch.nn.Module) -> int:
             continue
         for child_name, child in parent.named_children():
             if (
-                type(child) is torch.nn.Linear
+                f"{name}.{child_name}" not in keep
+                and type(child) is torch.nn.Linear
                 and child.in_features % 16 == 0
                 and child.out_features % 16 == 0
             ):
@@ -154,43 +157,140 @@ def _inductor_cache_dir_chosen() -> bool:
     return os.path.abspath(current) != os.path.abspath(default_cache_dir())
 
 
-def fuse_shared_lora(pipe: Any) -> bool:
-    """Fuse the pipeline's one LoRA adapter into its base weights and remove peft's layers.
+#: Attribute of a prepared pipeline holding its :class:`AdapterBank` (per-adapter fusion).
+BANK_ATTR = "fairderm_adapter_bank"
+#: ``lora_fusion`` values: nothing fused, one shared adapter fused, one bank per adapter.
+LORA_FUSIONS: tuple[str, ...] = ("none", "shared", "per-adapter")
 
-    Uses diffusers' ``fuse_lora`` (scale 1, the scale sampling uses) on every component that
-    carries the adapter (UNet, text encoder), then ``unload_lora_weights``, which drops the
-    adapter layers and keeps the fused weights. The sum is taken in the weights' dtype: in
-    bf16 each fused weight is rounded once more, far below what bf16 activations change.
+
+class AdapterBank:
+    """LoRA adapters fused into one set of weights each; :meth:`activate` copies one in place.
+
+    Built by :func:`fuse_loras` from a pipeline with several adapters (a per-FST LoRA). For
+    every weight an adapter changes, each adapter's ``W + delta`` is summed in fp32 from
+    peft's own ``get_delta_weight`` and rounded once to the model's dtype; peft's layers are
+    then removed. ``activate`` copies an adapter's weights into the model's own tensors, in
+    place, so a compiled UNet and the CUDA graphs recorded from it (which read the weights
+    at fixed addresses) see the new values without recompiling. A switch costs one device
+    copy of the changed weights and never drifts: nothing is ever subtracted.
+
+    Args:
+        targets (`dict[str, torch.nn.Module]`): The layers whose ``weight`` adapters change,
+            by ``"<component>.<module path>"``.
+        weights (`dict[str, dict[str, torch.Tensor]]`): Adapter name to that adapter's fused
+            weight for every target.
+    """
+
+    def __init__(
+        self, targets: dict[str, torch.nn.Module], weights: dict[str, dict[str, torch.Tensor]]
+    ):
+        for name, fused in weights.items():
+            if fused.keys() != targets.keys():
+                raise ValueError(f"weights: adapter {name!r} does not cover every target layer")
+        self.targets = targets
+        self._weights = weights
+        #: The adapter whose weights are in the model (``None``: the base weights).
+        self.active: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._weights))
+
+    def target_paths(self, component: str) -> frozenset[str]:
+        """Module paths, within ``component`` (``"unet"``...), of the layers adapters change."""
+        prefix = f"{component}."
+        return frozenset(k.removeprefix(prefix) for k in self.targets if k.startswith(prefix))
+
+    def match_targets(self) -> None:
+        """Store every fused weight in its layer's current dtype and device (after a cast)."""
+        for fused in self._weights.values():
+            for key, layer in self.targets.items():
+                weight = layer.weight
+                fused[key] = fused[key].to(device=weight.device, dtype=weight.dtype)
+
+    @torch.no_grad()
+    def activate(self, name: str) -> None:
+        """Copy adapter ``name``'s weights into the model (nothing to do if already there)."""
+        if name not in self._weights:
+            raise ValueError(f"name: no adapter {name!r} in the bank ({', '.join(self.names)})")
+        if name == self.active:
+            return
+        for key, layer in self.targets.items():
+            layer.weight.copy_(self._weights[name][key])
+        self.active = name
+
+
+def _lora_layers(model: torch.nn.Module) -> dict[str, Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return {path: m for path, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def fuse_loras(pipe: Any) -> str:
+    """Fuse the pipeline's LoRA adapters into its weights and remove peft's layers.
+
+    One adapter (a shared LoRA): diffusers' ``fuse_lora`` (scale 1, the scale sampling uses)
+    on every component that carries it (UNet, text encoder), then ``unload_lora_weights``,
+    which drops the adapter layers and keeps the fused weights. Several adapters (per-FST):
+    an :class:`AdapterBank`, stored on the pipeline as ``pipe.fairderm_adapter_bank``, whose
+    ``activate`` selects an adapter instead of ``set_adapters``.
 
     Returns:
-        `bool`: ``True`` if an adapter was fused; ``False`` (nothing changed) when no adapter
-        is loaded or when several are (per-FST adapters, selected per batch, stay unfused).
+        `str`: ``"none"`` (no adapter loaded), ``"shared"`` or ``"per-adapter"``.
+
+    Raises:
+        `ValueError`: If an adapter is a DoRA adapter (its delta is not ``B @ A``).
     """
     listed = pipe.get_list_adapters()  # {component: [adapter names]}
     names = sorted({name for component in listed.values() for name in component})
-    if len(names) != 1:
-        if names:
-            logger.info("fuse_lora: %d adapters (%s) stay unfused", len(names), ", ".join(names))
-        return False
+    if not names:
+        return "none"
     components = sorted(component for component, adapters in listed.items() if adapters)
-    pipe.fuse_lora(components=components, lora_scale=1.0, adapter_names=names)
+    layers = {c: _lora_layers(getattr(pipe, c)) for c in components}
+    for component, found in layers.items():
+        for path, layer in found.items():
+            if any(layer.use_dora.get(name, False) for name in names):
+                raise ValueError(f"fuse_lora: {component}.{path} is a DoRA adapter; not fusable")
+    if len(names) == 1:
+        pipe.fuse_lora(components=components, lora_scale=1.0, adapter_names=names)
+        pipe.unload_lora_weights()
+        return "shared"
+    targets: dict[str, torch.nn.Module] = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
+    with torch.no_grad():
+        for component, found in layers.items():
+            for path, layer in found.items():
+                base = layer.get_base_layer()
+                key = f"{component}.{path}"
+                targets[key] = base
+                original = base.weight.detach().float()
+                for name in names:
+                    fused = original
+                    if name in layer.lora_A:
+                        fused = original + layer.get_delta_weight(name).float()
+                    weights[name][key] = fused.to(base.weight.dtype).contiguous()
     pipe.unload_lora_weights()
-    return True
+    for key, base in targets.items():
+        component, path = key.split(".", 1)
+        if getattr(pipe, component).get_submodule(path) is not base:
+            raise RuntimeError(f"fuse_lora: {key} was not restored by unload_lora_weights")
+    setattr(pipe, BANK_ATTR, AdapterBank(targets, weights))
+    return "per-adapter"
 
 
 def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
     """Apply ``config`` to ``pipe`` (a diffusers Stable Diffusion pipeline) in place, once.
 
-    On the pipeline's current device: fuses a shared LoRA adapter (``fuse_lora``, see
-    :func:`fuse_shared_lora`), casts to ``config.dtype``, sets SDPA attention
+    On the pipeline's current device: fuses LoRA adapters into the weights (``fuse_lora``, see
+    :func:`fuse_loras`), casts to ``config.dtype``, sets SDPA attention
     (``AttnProcessor2_0``, or its fused form with ``fuse_qkv``), channels_last, fp8 layers,
     and compiles the UNet (and the VAE decoder with ``compile_vae``). On CUDA it also turns on
     ``torch.backends.cudnn.benchmark`` (process-wide: fixed shapes pick their fastest
     convolution once). Compilation is lazy: the first batch of each shape compiles.
 
     Returns:
-        `dict`: What was done (the config, the device, whether a LoRA was fused, fp8 layers
-        converted), also stored on
+        `dict`: What was done (the config, the device, how LoRA adapters were fused, fp8
+        layers converted), also stored on
         the pipeline as ``pipe.fairderm_fast_path``. Calling again with the same config returns
         it unchanged.
 
@@ -213,11 +313,16 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
             "config: this pipeline was already prepared with another fast-path config; "
             "load a fresh pipeline instead"
         )
-    lora_fused = fuse_shared_lora(pipe) if config.fuse_lora else False
+    if config.fuse_qkv and len(pipe.get_list_adapters().get("unet", [])) > 1:
+        raise ValueError(
+            "fuse_qkv: not possible with several LoRA adapters (per-FST): the fused "
+            "projections would copy the weights that switching adapters changes; turn it off"
+        )
+    lora_fusion = fuse_loras(pipe) if config.fuse_lora else "none"
     if config.fuse_qkv and (has_lora(pipe.unet) or has_lora(pipe.text_encoder)):
         raise ValueError(
             "fuse_qkv: not possible with LoRA adapters loaded (the fused projections would "
-            "bypass them); turn it off for LoRA models"
+            "bypass them); turn on fuse_lora, or turn fuse_qkv off"
         )
     for component in pipe.components.values():
         # Only modules of another dtype: diffusers warns on every dtype cast.
@@ -232,7 +337,12 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
             model.set_attn_processor(AttnProcessor2_0())
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
-    fp8_layers = convert_linears_to_fp8(pipe.unet) if config.fp8 else 0
+    bank: AdapterBank | None = getattr(pipe, BANK_ATTR, None)
+    if bank is not None:
+        bank.match_targets()
+    # Layers an adapter bank writes into stay as they are (fp8 would copy their weights).
+    keep = bank.target_paths("unet") if bank is not None else frozenset()
+    fp8_layers = convert_linears_to_fp8(pipe.unet, keep=keep) if config.fp8 else 0
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     mode = config.torch_compile_mode
@@ -247,7 +357,7 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
         "config": config.to_dict(),
         "device": str(device),
         "torch_compile_mode": mode,
-        "lora_fused": lora_fused,
+        "lora_fusion": lora_fusion,
         "fp8_linear_layers": fp8_layers,
         "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR") if mode else None,
     }

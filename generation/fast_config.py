@@ -30,15 +30,17 @@ class FastPathConfig:
             ``"fp16"`` (CUDA only) or ``"bf16"``.
         channels_last (`bool`, defaults to `False`): NHWC memory format for the UNet and VAE
             (faster convolutions on tensor cores).
-        fuse_lora (`bool`, defaults to `False`): Fuse a model's one shared LoRA adapter into
-            the base weights (diffusers' ``fuse_lora``, UNet and text encoder) and drop peft's
-            layers, so the UNet compiles, fuses its projections and converts to fp8 as a plain
-            model does. A model with per-FST adapters (switched per batch) stays unfused;
-            ``prepare_pipeline`` records which happened (``lora_fused``).
+        fuse_lora (`bool`, defaults to `False`): Fuse LoRA adapters into the weights and drop
+            peft's layers, so the UNet compiles and converts to fp8 as a plain model does: one
+            shared adapter into the base weights (diffusers' ``fuse_lora``, UNet and text
+            encoder); per-FST adapters into one weight bank each, copied in place when the
+            sampler switches skin type (``generation.fast.AdapterBank``).
+            ``prepare_pipeline`` records which (``lora_fusion``).
         fuse_qkv (`bool`, defaults to `False`): One matrix product for q, k, v (self-attention)
             and k, v (cross-attention), through diffusers' ``fuse_qkv_projections``. Refused
-            while LoRA adapters are loaded (the fused layers would bypass them), so with
-            ``fuse_lora`` only for a model with one shared adapter.
+            while LoRA adapters are loaded (the fused layers would bypass them) and with
+            per-FST adapters (it would copy the weights a switch changes), so for a LoRA model
+            only with ``fuse_lora`` and one shared adapter.
         compile_mode (`str`, defaults to ``"none"``): ``torch.compile`` the UNet: ``"none"``,
             ``"default"`` or ``"max-autotune"`` (slower to compile, tunes matrix kernels).
         compile_vae (`bool`, defaults to `False`): Also compile the VAE decoder (needs

@@ -28,7 +28,9 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from generation.fast import (
+    BANK_ATTR,
     FAST_ATTR,
+    AdapterBank,
     FastPathConfig,
     decode_latents,
     mark_step,
@@ -181,11 +183,15 @@ class SDSampler:
         if not self.adapters:
             return self._sample(list(items), list(generators), None)
         images: dict[int, Image.Image] = {}
+        bank: AdapterBank | None = getattr(self.pipe, BANK_ATTR, None)
         for fst in sorted({item.fst for item in items}):
             if fst not in self.adapters:
                 raise ValueError(f"items: the LoRA has no adapter for FST {fst}")
             group = [(i, g) for i, g in zip(items, generators, strict=True) if i.fst == fst]
-            self.pipe.set_adapters([self.adapters[fst]])
+            if bank is not None:  # adapters fused into weight banks (fast.fuse_lora)
+                bank.activate(self.adapters[fst])
+            else:
+                self.pipe.set_adapters([self.adapters[fst]])
             made = self._sample([i for i, _ in group], [g for _, g in group], fst)
             images.update({i.index: image for (i, _), image in zip(group, made, strict=True)})
         return [images[item.index] for item in items]
@@ -273,8 +279,8 @@ class SDSampler:
             settings["strength"] = self.strength
         if self.fast is not None:
             settings["fast_path"] = self.fast.to_dict()
-            # What fuse_lora did: a model with per-FST adapters stays unfused.
-            settings["lora_fused"] = bool(getattr(self.pipe, FAST_ATTR, {}).get("lora_fused"))
+            # What fuse_lora did: "none", "shared" or "per-adapter" (generation.fast).
+            settings["lora_fusion"] = getattr(self.pipe, FAST_ATTR, {}).get("lora_fusion", "none")
         return settings
 
 

@@ -249,3 +249,20 @@ def test_image_agreement_measures_distance_to_reference_images(tmp_path: Path) -
     assert differs["mean_abs_diff_8bit"] > 5
     with pytest.raises(ValueError, match="^candidate:"):
         image_agreement(reference, noisy[:2], net="squeeze", torch_home=str(tmp_path))
+
+
+def test_fp8_conversion_leaves_the_layers_it_is_told_to_keep() -> None:
+    """An adapter bank writes into its layers: fp8 must not replace them by copies."""
+    unet = build_tiny_sd_pipeline(TinySDConfig(image_size=RES)).unet
+    every = sorted(
+        name
+        for name, module in unet.named_modules()
+        if type(module) is torch.nn.Linear and (".attn" in name or ".ff." in name)
+    )
+    keep = frozenset(name for name in every if name.endswith(("to_q", "to_v")))
+    assert keep and len(keep) < len(every)
+    converted = convert_linears_to_fp8(unet, keep=keep)
+    kept = {name for name, module in unet.named_modules() if type(module) is torch.nn.Linear}
+    assert keep <= kept
+    assert converted == sum(isinstance(m, Fp8Linear) for m in unet.modules()) > 0
+    assert converted == len([n for n in every if n not in keep and n not in kept])

@@ -54,7 +54,7 @@ def lora_folder(
 def more_loras(
     lora_folder: tuple[Path, Path], sd_records: list[TrainingRecord]
 ) -> Iterator[dict[str, Path]]:
-    """A shared adapter on the UNet and the text encoder, and per-FST adapters."""
+    """A shared adapter on the UNet and the text encoder, and per-FST adapters on both."""
     tiny, shared = lora_folder
     root = shared.parent.parent
     with pytest.MonkeyPatch.context() as patch:
@@ -64,7 +64,9 @@ def more_loras(
             "unet+text-encoder": train(
                 tiny, sd_records, root / "text", train_text_encoder=True, alpha=8
             ),
-            "per-fst": train(tiny, sd_records, root / "per-fst", adapters="per_fst"),
+            "per-fst": train(
+                tiny, sd_records, root / "per-fst", adapters="per_fst", train_text_encoder=True
+            ),
         }
 
 
@@ -181,8 +183,8 @@ def test_a_shared_lora_fused_into_the_base_weights_makes_the_same_images(
     with_text = layout == "unet+text-encoder"
     assert has_lora(unfused.pipe.unet) and has_lora(unfused.pipe.text_encoder) == with_text
     assert not has_lora(fused.pipe.unet) and not has_lora(fused.pipe.text_encoder)
-    assert fused.provenance()["lora_fused"] is True
-    assert unfused.provenance()["lora_fused"] is False
+    assert fused.provenance()["lora_fusion"] == "shared"
+    assert unfused.provenance()["lora_fusion"] == "none"
     assert fused.provenance()["fast_path"]["fuse_lora"] is True
     reference = generated_pixels(unfused, tmp_path / "unfused")
     assert np.abs(generated_pixels(fused, tmp_path / "fused") - reference).max() <= 1
@@ -194,26 +196,52 @@ def test_a_shared_lora_fused_into_the_base_weights_makes_the_same_images(
     assert np.abs(generated_pixels(both, tmp_path / "both") - reference).max() <= 2
 
 
-def test_per_fst_adapters_stay_unfused_and_still_switch(
+def test_per_fst_adapters_fused_into_weight_banks_make_the_same_images(
     lora_folder: tuple[Path, Path], more_loras: dict[str, Path], tmp_path: Path
 ) -> None:
-    from generation.fast import FastPathConfig, has_lora
+    from generation.fast import BANK_ATTR, FastPathConfig, has_lora
     from generation.sd_finetune.sampling import SDSampler
 
     tiny, _ = lora_folder
     lora = more_loras["per-fst"]
-    asked = SDSampler.from_lora(
+    fused = SDSampler.from_lora(
         str(tiny), lora, num_inference_steps=2, fast=FastPathConfig(fuse_lora=True)
     )
-    assert has_lora(asked.pipe.unet) and asked.adapters == {1: "fst1", 5: "fst5"}
-    assert asked.provenance()["lora_fused"] is False
+    plain = SDSampler.from_lora(str(tiny), lora, num_inference_steps=2, fast=FastPathConfig())
+    assert has_lora(plain.pipe.unet) and has_lora(plain.pipe.text_encoder)
+    assert not has_lora(fused.pipe.unet) and not has_lora(fused.pipe.text_encoder)
+    assert fused.adapters == {1: "fst1", 5: "fst5"}
+    assert fused.provenance()["lora_fusion"] == "per-adapter"
+    bank = getattr(fused.pipe, BANK_ATTR)
+    assert bank.names == ("fst1", "fst5") and bank.active is None
+    assert {key.split(".")[0] for key in bank.targets} == {"unet", "text_encoder"}
     # generate_images gives it one skin type per batch (one adapter per model call).
     plan = balanced_plan([1, 5], ["nevus", "melanoma"], 1, 7)
-    assert asked.batch_key is not None
-    assert [{i.fst for i in b} for b in batches(plan, 4, asked.batch_key)] == [{1}, {5}]
-    plain = SDSampler.from_lora(str(tiny), lora, num_inference_steps=2, fast=FastPathConfig())
-    assert np.array_equal(
-        generated_pixels(asked, tmp_path / "asked"), generated_pixels(plain, tmp_path / "plain")
+    assert fused.batch_key is not None
+    assert [{i.fst for i in b} for b in batches(plan, 4, fused.batch_key)] == [{1}, {5}]
+    reference = generated_pixels(plain, tmp_path / "plain")
+    assert np.abs(generated_pixels(fused, tmp_path / "fused") - reference).max() <= 1
+    # The two adapters differ, so which one is active matters.
+    plain.pipe.set_adapters(["fst5"])
+    as_fst5 = SDSampler(
+        pipe=plain.pipe,
+        caption_template=plain.caption_template,
+        resolution=plain.resolution,
+        num_inference_steps=2,
+        embeddings=plain.embeddings,
     )
-    with pytest.raises(ValueError, match="^fuse_qkv: not possible with LoRA adapters"):
+    assert np.abs(generated_pixels(as_fst5, tmp_path / "all-fst5") - reference).max() > 2
+    # Switching copies in place (a compiled model keeps its weights' addresses), and never
+    # drifts: back on an adapter, the weights are exactly what they were.
+    key, layer = next(iter(bank.targets.items()))
+    address = layer.weight.data_ptr()
+    bank.activate("fst1")
+    first = layer.weight.detach().clone()
+    bank.activate("fst5")
+    assert not torch.equal(layer.weight, first) and layer.weight.data_ptr() == address
+    bank.activate("fst1")
+    assert torch.equal(layer.weight, first) and layer.weight.data_ptr() == address
+    with pytest.raises(ValueError, match="^name: no adapter 'fst3'"):
+        bank.activate("fst3")
+    with pytest.raises(ValueError, match="^fuse_qkv: not possible with several LoRA adapters"):
         SDSampler.from_lora(str(tiny), lora, fast=FastPathConfig(fuse_lora=True, fuse_qkv=True))
