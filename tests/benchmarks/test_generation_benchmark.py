@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 @pytest.mark.timeout(240)
 def test_smoke_run_writes_rows_with_counted_flops(tmp_path: Path) -> None:
     path = tmp_path / "generation.json"
-    rows = "stock-batched,project-eager,project-compiled,project-compiled-fp8"
+    rows = (
+        "stock-batched,project-eager,project-compiled,project-compiled-fp8,"
+        "project-compiled-per-fst-lora"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [
@@ -54,6 +57,9 @@ def test_smoke_run_writes_rows_with_counted_flops(tmp_path: Path) -> None:
     assert by_name["project-compiled"]["status"] == "skipped"
     assert by_name["project-compiled-fp8"]["status"] == "skipped"
     assert "fp8:" in by_name["project-compiled-fp8"]["reason"]
+    per_fst = by_name["project-compiled-per-fst-lora"]
+    assert per_fst["status"] == "ok", per_fst
+    assert per_fst["images"] == 12 and per_fst["fast_path"]["lora_fusion"] == "per-adapter"
     summary = data["summary"]
     assert summary["best_project_row"] == "project-eager"
     assert summary["speedup_over_stock_batched"] > 0
