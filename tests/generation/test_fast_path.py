@@ -266,3 +266,48 @@ def test_fp8_conversion_leaves_the_layers_it_is_told_to_keep() -> None:
     assert keep <= kept
     assert converted == sum(isinstance(m, Fp8Linear) for m in unet.modules()) > 0
     assert converted == len([n for n in every if n not in keep and n not in kept])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_compiled_unet_sees_adapter_switches_without_recompiling() -> None:
+    """The adapter bank's in-place copies reach inductor's compiled UNet: each adapter's output
+    equals eager peft's, and switching adds no graph (CPU inductor; CUDA graphs unchecked)."""
+    from peft import LoraConfig
+    from torch._dynamo.utils import counters
+
+    from generation.fast import BANK_ATTR
+
+    torch._dynamo.reset()
+    # One ResNet per block: half the layers to compile.
+    pipe = build_tiny_sd_pipeline(TinySDConfig(image_size=32, unet_layers_per_block=1))
+    for name in ("fst1", "fst5"):
+        config = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+        pipe.unet.add_adapter(config, adapter_name=name)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for path, parameter in pipe.unet.named_parameters():
+            if "lora_B" in path:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    inputs = (
+        torch.randn(2, 4, 16, 16, generator=generator),
+        torch.tensor([10, 10]),
+        torch.randn(2, 77, 32, generator=generator),
+    )
+    eager = {}
+    with torch.no_grad():
+        for name in ("fst1", "fst5"):
+            pipe.unet.set_adapters([name])
+            eager[name] = pipe.unet(*inputs).sample
+    assert (eager["fst1"] - eager["fst5"]).abs().max() > 1e-3  # the adapters differ
+    info = prepare_pipeline(pipe, FastPathConfig(fuse_lora=True, compile_mode="default"))
+    assert info["lora_fusion"] == "per-adapter" and info["torch_compile_mode"] == "default"
+    bank = getattr(pipe, BANK_ATTR)
+    counters.clear()
+    with torch.no_grad():
+        for name in ("fst1", "fst5", "fst1"):
+            bank.activate(name)
+            got = pipe.unet(*inputs).sample
+            assert torch.allclose(got, eager[name], atol=1e-4), name
+    assert counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
