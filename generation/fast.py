@@ -9,6 +9,11 @@ diffusers loop (classifier-free guidance batched as ``[uncond, cond]``, SDPA att
 decodes them with :func:`decode_latents`, which converts to 8-bit on the device and copies
 only the bytes to the CPU. ``generate_images(writer_threads=...)`` encodes the PNGs on threads.
 
+With ``fuse_lora`` LoRA adapters are fused into the weights before anything else
+(:func:`fuse_loras`): one shared adapter into the base weights, per-FST adapters into an
+:class:`AdapterBank` that the sampler switches by copying weights in place, so compiled code
+and CUDA graphs stay valid.
+
 The defaults are the plain path (fp32, nothing compiled) and run anywhere; on the CPU they give
 the same pixels as a stock ``pipe(...)`` call. :meth:`FastPathConfig.gpu` is the fast preset.
 Options that need hardware are refused elsewhere with a ``ValueError`` naming the option:
@@ -159,8 +164,6 @@ def _inductor_cache_dir_chosen() -> bool:
 
 #: Attribute of a prepared pipeline holding its :class:`AdapterBank` (per-adapter fusion).
 BANK_ATTR = "fairderm_adapter_bank"
-#: ``lora_fusion`` values: nothing fused, one shared adapter fused, one bank per adapter.
-LORA_FUSIONS: tuple[str, ...] = ("none", "shared", "per-adapter")
 
 
 class AdapterBank:
