@@ -116,6 +116,7 @@ def batches(
     part-way stays as balanced across keys as the batches allow. Only each key's last batch
     can be short.
     """
+    check_int("batch_size", batch_size, 1, 1 << 30)
     if key is None:
         return [
             list(items[start : start + batch_size]) for start in range(0, len(items), batch_size)

@@ -398,3 +398,10 @@ def test_a_sampler_with_a_batch_key_gets_one_key_per_call(tmp_path: Path) -> Non
     resumed = generate_images(PerFstSampler(), plan, tmp_path, batch_size=4, provenance={})
     assert [image.index for image in resumed] == [item.index for item in plan]  # plan order
     assert read_manifest(tmp_path) == {image.path.name: image.sha256 for image in resumed}
+
+
+def test_batches_refuse_a_batch_size_below_one() -> None:
+    plan = balanced_plan([1], ["nevus"], per_cell=2, base_seed=0)
+    for size in (0, -1, True):
+        with pytest.raises(ValueError, match="^batch_size: "):
+            batches(plan, size, lambda item: item.fst)
