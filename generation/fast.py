@@ -229,6 +229,13 @@ def _lora_layers(model: torch.nn.Module) -> dict[str, Any]:
     return {path: m for path, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
+def _listed_adapters(pipe: Any) -> dict[str, list[str]]:
+    """``{component: [adapter names]}``; empty without peft layers (then peft is not needed)."""
+    if not (has_lora(pipe.unet) or has_lora(pipe.text_encoder)):
+        return {}
+    return pipe.get_list_adapters()
+
+
 def fuse_loras(pipe: Any) -> str:
     """Fuse the pipeline's LoRA adapters into its weights and remove peft's layers.
 
@@ -244,7 +251,7 @@ def fuse_loras(pipe: Any) -> str:
     Raises:
         `ValueError`: If an adapter is a DoRA adapter (its delta is not ``B @ A``).
     """
-    listed = pipe.get_list_adapters()  # {component: [adapter names]}
+    listed = _listed_adapters(pipe)
     names = sorted({name for component in listed.values() for name in component})
     if not names:
         return "none"
@@ -316,7 +323,7 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
             "config: this pipeline was already prepared with another fast-path config; "
             "load a fresh pipeline instead"
         )
-    if config.fuse_qkv and len(pipe.get_list_adapters().get("unet", [])) > 1:
+    if config.fuse_qkv and len(_listed_adapters(pipe).get("unet", [])) > 1:
         raise ValueError(
             "fuse_qkv: not possible with several LoRA adapters (per-FST): the fused "
             "projections would copy the weights that switching adapters changes; turn it off"
