@@ -323,17 +323,19 @@ def prepare_pipeline(pipe: Any, config: FastPathConfig) -> dict[str, Any]:
             "config: this pipeline was already prepared with another fast-path config; "
             "load a fresh pipeline instead"
         )
-    if config.fuse_qkv and len(_listed_adapters(pipe).get("unet", [])) > 1:
+    # Checked before anything changes: fusing LoRA adapters (or not) is decided here.
+    listed = _listed_adapters(pipe) if config.fuse_qkv else {}
+    if len(listed.get("unet", [])) > 1:
         raise ValueError(
             "fuse_qkv: not possible with several LoRA adapters (per-FST): the fused "
             "projections would copy the weights that switching adapters changes; turn it off"
         )
-    lora_fusion = fuse_loras(pipe) if config.fuse_lora else "none"
-    if config.fuse_qkv and (has_lora(pipe.unet) or has_lora(pipe.text_encoder)):
+    if any(listed.values()) and not config.fuse_lora:
         raise ValueError(
             "fuse_qkv: not possible with LoRA adapters loaded (the fused projections would "
             "bypass them); turn on fuse_lora, or turn fuse_qkv off"
         )
+    lora_fusion = fuse_loras(pipe) if config.fuse_lora else "none"
     for component in pipe.components.values():
         # Only modules of another dtype: diffusers warns on every dtype cast.
         if isinstance(component, torch.nn.Module):

@@ -162,15 +162,18 @@ def compact_manifest(
     remove = set(remove)
     with folder_lock(folder):
         journal = folder / JOURNAL_NAME
-        has_journal = journal.exists()
         try:
             record = read_manifest(folder)
+            rewrite = journal.exists()
         except ValueError as error:
             logger.warning("Rewriting the unreadable record of %s (%s)", folder, error)
-            record = {}
-            has_journal = True  # forces the rewrite
-        unchanged = not remove & record.keys() and all(record.get(k) == v for k, v in add.items())
-        if unchanged and not has_journal:
+            record, rewrite = {}, True
+        rewrite = (
+            rewrite
+            or bool(remove & record.keys())
+            or any(record.get(k) != v for k, v in add.items())
+        )
+        if not rewrite:
             return
         for name in remove:
             record.pop(name, None)

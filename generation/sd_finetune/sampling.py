@@ -11,15 +11,16 @@ per-image provenance, resumption, sharding and tone gate as the conditional mode
   (``validation.lesion``) beside the tone the gate measures, so users can choose the strength.
 
 With ``fast`` (a ``generation.fast.FastPathConfig``) the pipeline is prepared once for speed
-(a shared LoRA fused into the base weights, dtype, channels_last, compiled UNet, CUDA graphs,
-fp8) and images are decoded by
-``generation.fast.decode_latents``; the sampling loop itself stays diffusers' own.
+(LoRA adapters fused into the weights, dtype, channels_last, compiled UNet, CUDA graphs, fp8)
+and images are decoded by ``generation.fast.decode_latents``; the sampling loop itself stays
+diffusers' own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ class SDSampler:
         """With per-FST adapters, ``generate_images`` batches one skin type at a time: a mixed
         batch would run one short model call per adapter (each padded to the full batch on a
         compiled model)."""
-        return _fst_of if self.adapters else None
+        return attrgetter("fst") if self.adapters else None
 
     def prompt(self, item: GenerationItem) -> str:
         return caption(
@@ -282,10 +283,6 @@ class SDSampler:
             # What fuse_lora did: "none", "shared" or "per-adapter" (generation.fast).
             settings["lora_fusion"] = getattr(self.pipe, FAST_ATTR, {}).get("lora_fusion", "none")
         return settings
-
-
-def _fst_of(item: GenerationItem) -> int:
-    return item.fst
 
 
 def _square(path: Path, side: int) -> Image.Image:
