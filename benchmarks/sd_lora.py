@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             peak, source = peaks.peak(dtype)
             memory = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
+            # What the caching allocator held at its peak: the card must have this much (plus
+            # the CUDA context, about 0.5 GiB), so "fits" is judged on it, not on allocated.
+            reserved = torch.cuda.max_memory_reserved() / GIB if device == "cuda" else None
             cpu_memory = process_peak_gib() if device == "cpu" else None
             row.update(
                 status="ok",
@@ -173,7 +176,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 peak_source=source,
                 **rate(flops_per_sample, per_second, peak),
                 peak_gpu_memory_gib=round(memory, 2) if memory is not None else None,
-                fits_in_24_gib=memory < 24 if memory is not None else None,
+                peak_gpu_reserved_gib=round(reserved, 2) if reserved is not None else None,
+                fits_in_24_gib=reserved + 0.5 < 24 if reserved is not None else None,
+                fits_judged_on="peak reserved by the caching allocator + 0.5 GiB CUDA context",
                 # CPU only: the process's resident high-water mark over this row (model load
                 # included), an estimate of the GPU figure, never a measurement of it.
                 cpu_process_peak_memory_gib=round(cpu_memory, 2) if cpu_memory else None,
@@ -184,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(
                 f"LoRA {args.resolution} px batch {batch_size}: {row['samples_per_second']} samples/s, "
                 f"{row['achieved_tflops']} TFLOP/s ({row['percent_of_peak']}% of {peak}), "
-                f"peak memory {row['peak_gpu_memory_gib']} GiB"
+                f"peak memory {row['peak_gpu_memory_gib']} GiB allocated, "
+                f"{row['peak_gpu_reserved_gib']} GiB reserved"
                 + (f" (CPU process high-water mark {cpu_memory:.2f} GiB)" if cpu_memory else ""),
                 flush=True,
             )
