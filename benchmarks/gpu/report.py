@@ -131,7 +131,8 @@ def summary(out: Path) -> None:
             print(
                 f"  batch {row.get('batch_size')} {row['status']}: {row.get('samples_per_second')} "
                 f"samples/s {row.get('achieved_tflops')} TFLOP/s {row.get('percent_of_peak')}% "
-                f"mem {row.get('peak_gpu_memory_gib')}/{row.get('peak_gpu_reserved_gib')} GiB alloc/resv fits24 {row.get('fits_in_24_gib')} {str(row.get('reason', ''))[:80]}"
+                f"mem {row.get('peak_gpu_memory_gib')}/{row.get('peak_gpu_reserved_gib')} GiB "
+                f"alloc/resv fits24 {row.get('fits_in_24_gib')} {str(row.get('reason', ''))[:80]}"
             )
     else:
         print("sd_lora: no JSON")
