@@ -48,7 +48,7 @@ from validation.metrics.backbones import LOADER_THREADS, InceptionFeatures  # no
 from validation.metrics.cache import FeatureCache  # noqa: E402
 from validation.metrics.distances import fid_from_features  # noqa: E402
 from validation.metrics.fid_compat import patch_pytorch_fid_sqrtm  # noqa: E402
-from validation.metrics.images import folder_items  # noqa: E402
+from validation.metrics.images import HASH_THREADS, folder_items, with_sha256s  # noqa: E402
 from validation.metrics.weights import (  # noqa: E402
     FID_INCEPTION,
     MissingWeightsError,
@@ -131,12 +131,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # The project's path.
         ours = InceptionFeatures(args.dims, device=device, torch_home=torch_home)
         warm = folder_items(folders[0])[: args.batch_size]
-        ours.extract([i.with_sha256() for i in warm], FeatureCache(None), args.batch_size)
+        ours.extract(with_sha256s(warm), FeatureCache(None), args.batch_size)
         synchronize(device)
         started = time.perf_counter()
         project = []
         for folder in folders:
-            items = [item.with_sha256() for item in folder_items(folder)]
+            items = with_sha256s(folder_items(folder))
             project.append(
                 ours.extract(items, FeatureCache(None), args.batch_size)[f"pool{args.dims}"]
             )
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seconds": round(ours_s, 3),
             "images_per_second": round(images / ours_s, 1),
             "loader_threads": LOADER_THREADS,
+            "hash_threads": HASH_THREADS,
         }
         # On disk before pytorch-fid's path runs: its loader processes may fail on a machine
         # with little shared memory, and the project's figure must survive that.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from validation.files import sha256_file
+
+#: Threads hashing files (reads and sha256 release the GIL), as many as decode images.
+HASH_THREADS = min(8, os.cpu_count() or 1)
 
 #: pytorch-fid's IMAGE_EXTENSIONS: a folder is read exactly as ``python -m pytorch_fid`` reads it.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -51,6 +55,21 @@ class ImageItem:
         if self.sha256:
             return self
         return ImageItem(self.path, self.fst, self.diagnosis, sha256_file(self.path), self.key)
+
+
+def with_sha256s(items: Sequence[ImageItem], threads: int = HASH_THREADS) -> list[ImageItem]:
+    """``item.with_sha256()`` of every item, in order, files hashed on ``threads`` threads.
+
+    Hashing is the feature cache's key, so an evaluation hashes every file before it decodes
+    any; on one thread that was a fifth of the Inception pass on a GPU (2,000 PNGs at 256 px).
+    """
+    if threads < 1:
+        raise ValueError(f"threads: must be at least 1, got {threads}")
+    unhashed = sum(1 for item in items if not item.sha256)
+    if threads == 1 or unhashed < 2:
+        return [item.with_sha256() for item in items]
+    with ThreadPoolExecutor(min(threads, unhashed), thread_name_prefix="fairderm-hash") as pool:
+        return list(pool.map(ImageItem.with_sha256, items))
 
 
 def load_rgb(path: str | os.PathLike[str]) -> NDArray[np.float32]:

@@ -25,7 +25,7 @@ from validation.metrics.distances import (
     inception_score,
     kid,
 )
-from validation.metrics.images import ImageItem, load_rgb
+from validation.metrics.images import ImageItem, load_rgb, with_sha256s
 from validation.metrics.neighbours import nearest, pair_distances, pixel_vectors, sampled_pairs
 from validation.metrics.report import summary_rows
 from validation.metrics.weights import LABELS, Weights
@@ -583,9 +583,9 @@ def evaluate(
     if not synthetic:
         raise ValueError("synthetic: no synthetic images to evaluate")
     started = time.monotonic()
-    real = [i.with_sha256() for i in real]
-    synthetic = [i.with_sha256() for i in synthetic]
-    train = [i.with_sha256() for i in train] if train is not None else real
+    real = with_sha256s(real)
+    synthetic = with_sha256s(synthetic)
+    train = with_sha256s(train) if train is not None else real
     run = _Evaluation(real, synthetic, train, config, device, cache_dir, real_label, on_progress)
     metrics = set(config.metrics)
     result: dict[str, Any] = {
