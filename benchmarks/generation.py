@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -66,7 +67,7 @@ from benchmarks._perf import (  # noqa: E402
 )
 from generation.fast import FastPathConfig, image_agreement  # noqa: E402
 from generation.flops import sd_flops_per_image  # noqa: E402
-from generation.generate import generate_images  # noqa: E402
+from generation.generate import GeneratedImage, generate_images  # noqa: E402
 from generation.plans import GenerationConfig, GenerationItem  # noqa: E402
 from generation.sd_finetune.config import DEFAULT_CAPTION, caption  # noqa: E402
 from generation.sd_finetune.sampling import SDSampler  # noqa: E402
@@ -129,7 +130,7 @@ def gpu_rows(images: int, compile_mode: str) -> list[RowSpec]:
         # type per batch, weights copied in place at each switch); compiles again.
         RowSpec(
             "project-compiled-per-fst-lora", "project", "bf16", dpm, 25, 32, 6 * 32,
-            FastPathConfig.gpu(compile_mode=compile_mode), 90, per_fst_lora=True,
+            FastPathConfig.gpu(compile_mode=compile_mode), 110, per_fst_lora=True,
             notes=["6 random rank-8 adapters on the UNet attention, fuse_lora (weight banks)"],
         ),
     ]  # fmt: skip
@@ -191,12 +192,104 @@ def add_per_fst_adapters(pipe: StableDiffusionPipeline, rank: int = 8) -> dict[i
     for name in adapters.values():
         config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(DEFAULT_UNET_TARGETS))
         pipe.unet.add_adapter(config, adapter_name=name)
+    # Both factors from one seeded generator (peft draws A from the global RNG), so that two
+    # calls give the same adapters: the per-FST check builds its reference with a second call.
     with torch.no_grad():
         for path, parameter in pipe.unet.named_parameters():
-            if "lora_B" in path:
-                noise = torch.randn(parameter.shape, generator=generator) * 0.01
-                parameter.copy_(noise.to(parameter.dtype))
+            if "lora_A" in path:
+                scale = parameter.shape[1] ** -0.5
+            elif "lora_B" in path:
+                scale = 0.01
+            else:
+                continue
+            noise = torch.randn(parameter.shape, generator=generator) * scale
+            parameter.copy_(noise.to(parameter.dtype))
     return adapters
+
+
+def per_fst_check(
+    spec: RowSpec,
+    master: StableDiffusionPipeline,
+    made: list[GeneratedImage],
+    plan: list[GenerationItem],
+    work: Path,
+    weights: str,
+) -> dict[str, Any]:
+    """Whether the row's images carry their own skin type's adapter.
+
+    The timed row switches adapters in place between batches (weight banks under a compiled
+    UNet and, on a GPU, CUDA graphs that read weights at fixed addresses). Here the first
+    image of each skin type is made again by the project's eager path on a fresh copy of the
+    model with the same six adapters as peft layers (``set_adapters``, nothing fused), and,
+    as the baseline a wrong switch would give, with each type's prompt and seed but the next
+    type's adapter. Passes when every image is at least 3 times nearer (mean absolute
+    difference in 8-bit levels) its own reference than the wrong-adapter one.
+    """
+    assert spec.fast is not None  # noqa: S101 - the row table sets it
+    firsts: dict[int, GeneratedImage] = {}
+    for image in made:
+        firsts.setdefault(image.fst, image)
+    by_index = {item.index: item for item in plan}
+    items = [by_index[firsts[fst].index] for fst in sorted(firsts)]
+    if len(items) < 2:
+        return {"status": "skipped", "reason": f"images of {len(items)} skin type(s) only"}
+
+    def reference(name: str, shift: int) -> dict[int, Any]:
+        pipe = swap_scheduler(copy_pipe(master), spec.scheduler)
+        adapters = add_per_fst_adapters(pipe)
+        mapping = {fst: adapters[(fst - 1 + shift) % 6 + 1] for fst in adapters}
+        sampler = SDSampler(
+            pipe=pipe,
+            caption_template=DEFAULT_CAPTION,
+            resolution=master.unet.config.sample_size * master.vae_scale_factor,
+            guidance_scale=GUIDANCE,
+            num_inference_steps=spec.steps,
+            fast=FastPathConfig(dtype=spec.fast.dtype),
+            adapters=mapping,
+        )
+        found = generate_images(
+            sampler, items, work / name, batch_size=len(items),
+            provenance={"benchmark": "generation", "check": name, "weights": weights},
+        )  # fmt: skip
+        return {image.fst: pixels(image.path) for image in found}
+
+    own, wrong = reference("own-adapter", 0), reference("next-adapter", 1)
+    rows = []
+    for fst in sorted(firsts):
+        candidate = pixels(firsts[fst].path)
+        rows.append(
+            {
+                "fst": fst,
+                "mean_abs_diff_own_8bit": round(float(np.abs(candidate - own[fst]).mean()), 3),
+                "mean_abs_diff_next_adapter_8bit": round(
+                    float(np.abs(candidate - wrong[fst]).mean()), 3
+                ),
+                "psnr_own_db": round(psnr(candidate, own[fst]), 2),
+            }
+        )
+    passed = all(
+        3 * row["mean_abs_diff_own_8bit"] <= row["mean_abs_diff_next_adapter_8bit"]
+        and row["mean_abs_diff_next_adapter_8bit"] > 0
+        for row in rows
+    )
+    return {
+        "status": "ok",
+        "what": "first image of each skin type vs the eager path with peft adapters "
+        f"({spec.fast.dtype}, nothing fused), same prompt and seed; baseline: the next type's adapter",
+        "per_fst": rows,
+        "passed": passed,
+    }
+
+
+def pixels(path: Path) -> np.ndarray:
+    """An image file's 8-bit RGB values as float64 (for differences)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def load_master(
@@ -360,7 +453,7 @@ def run_project(
     )
     synchronize(device)
     seconds = time.perf_counter() - started
-    return {
+    found = {
         "images": len(images),
         "seconds": round(seconds, 3),
         "warmup_seconds": round(warm_s, 2),
@@ -370,6 +463,16 @@ def run_project(
         "fast_path": pipe.fairderm_fast_path,
         "images_on_disk_with_provenance": all(image.path.is_file() for image in images),
     }
+    if adapters:  # after the timing: it adds two eager copies of the model
+        del sampler, pipe
+        free(device)
+        try:
+            found["adapter_check"] = per_fst_check(
+                spec, master, images, plan, out.parent / f"{out.name}-check", weights
+            )
+        except Exception as error:  # recorded; the row's speed stands
+            found["adapter_check"] = {"status": "failed", "reason": error_text(error)}
+    return found
 
 
 def agreement(
@@ -588,7 +691,21 @@ def print_table(data: dict[str, Any]) -> None:
             )
         elif row["status"] != "ok":
             print(f"{'':<22} {row.get('reason', '')[:150]}")
+        if "adapter_check" in row:
+            print(f"{'':<22} adapters: {adapter_check_line(row['adapter_check'])}")
     print(data.get("summary", {}))
+
+
+def adapter_check_line(check: dict[str, Any]) -> str:
+    """One line for the per-FST adapter check."""
+    if check.get("status") != "ok":
+        return f"{check.get('status')}: {str(check.get('reason', ''))[:120]}"
+    own = max(row["mean_abs_diff_own_8bit"] for row in check["per_fst"])
+    wrong = min(row["mean_abs_diff_next_adapter_8bit"] for row in check["per_fst"])
+    return (
+        f"passed={check['passed']} (8-bit mean difference to the own adapter's eager image "
+        f"at most {own}, to the next adapter's at least {wrong})"
+    )
 
 
 if __name__ == "__main__":

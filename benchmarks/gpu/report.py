@@ -100,6 +100,14 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _adapter_line(check: dict[str, Any]) -> str:
+    if check.get("status") != "ok":
+        return f"{check.get('status')}: {str(check.get('reason', ''))[:110]}"
+    own = max(row["mean_abs_diff_own_8bit"] for row in check["per_fst"])
+    wrong = min(row["mean_abs_diff_next_adapter_8bit"] for row in check["per_fst"])
+    return f"passed={check['passed']} own<={own} next-adapter>={wrong} (8-bit mean diff)"
+
+
 def summary(out: Path) -> None:
     """One line per row of every part, then the generation verdict."""
     gen = _load(out / "generation.json")
@@ -121,6 +129,9 @@ def summary(out: Path) -> None:
                     f"mean {check['lpips_mean']:.4f} PSNR min {check['psnr_min_db']:.1f} dB "
                     f"passed={check['passed']}"
                 )
+            adapters = row.get("adapter_check")
+            if adapters:
+                print(f"  {'':<22} adapters: {_adapter_line(adapters)}")
         print(f"  summary: {gen.get('summary')}")
     else:
         print("generation: no JSON")

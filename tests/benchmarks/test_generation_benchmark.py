@@ -60,7 +60,39 @@ def test_smoke_run_writes_rows_with_counted_flops(tmp_path: Path) -> None:
     per_fst = by_name["project-compiled-per-fst-lora"]
     assert per_fst["status"] == "ok", per_fst
     assert per_fst["images"] == 12 and per_fst["fast_path"]["lora_fusion"] == "per-adapter"
+    check = per_fst["adapter_check"]
+    assert check["status"] == "ok" and check["passed"] is True, check
+    assert len(check["per_fst"]) >= 2
     summary = data["summary"]
     assert summary["best_project_row"] == "project-eager"
     assert summary["speedup_over_stock_batched"] > 0
     assert summary["target_images_per_second"] == 16.7
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_adapter_check_fails_when_switches_do_not_reach_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bank that keeps the first adapter it was given, as CUDA graphs reading stale weights
+    # would: the images of the other skin types then carry the wrong adapter.
+    from benchmarks import generation
+    from generation.fast import AdapterBank
+
+    activate = AdapterBank.activate
+
+    def first_only(self: AdapterBank, name: str) -> None:
+        if self.active is None:
+            activate(self, name)
+
+    monkeypatch.setattr(AdapterBank, "activate", first_only)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = generation.main(
+        ["--smoke", "--rows", "project-compiled-per-fst-lora", "--json", str(tmp_path / "g.json")]
+    )
+    (row,) = data["rows"]
+    assert row["status"] == "ok"
+    check = row["adapter_check"]
+    assert check["status"] == "ok" and check["passed"] is False, check
+    stale = [r for r in check["per_fst"] if r["mean_abs_diff_own_8bit"] > 0]
+    assert stale and all(r["fst"] != check["per_fst"][0]["fst"] for r in stale)
