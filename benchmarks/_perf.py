@@ -8,6 +8,7 @@ run on the same device and dtype (docs/performance.md explains both).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,17 @@ def stated_peak(device: str, dtype: str) -> float | None:
     return None
 
 
+@contextlib.contextmanager
+def _tf32_matmuls(enabled: bool) -> Iterator[None]:
+    """CUDA fp32 matrix products on TF32 tensor cores while inside (restored after)."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled or saved
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 class Peaks:
     """The peak each dtype's figures are divided by: stated where known, else measured here."""
 
@@ -200,19 +213,18 @@ class Peaks:
         self.device = device
         self.override = override
         self.measured: dict[str, float] = {}
-        torch_dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        # tf32: an fp32 product on the tensor cores (TF32 inputs), CUDA only like fp16.
+        torch_dtypes = {
+            "fp32": torch.float32,
+            "tf32": torch.float32,
+            "fp16": torch.float16,
+            "bf16": torch.bfloat16,
+        }
         for name in dtypes:
             if name in ("fp16", "tf32") and not device.startswith("cuda"):
                 continue
-            if name == "tf32":  # an fp32 product on the tensor cores (TF32 inputs)
-                saved = torch.backends.cuda.matmul.allow_tf32
-                torch.backends.cuda.matmul.allow_tf32 = True
-                try:
-                    self.measured[name] = round(matmul_tflops(device, torch.float32), 2)
-                finally:
-                    torch.backends.cuda.matmul.allow_tf32 = saved
-                continue
-            self.measured[name] = round(matmul_tflops(device, torch_dtypes[name]), 2)
+            with _tf32_matmuls(name == "tf32"):
+                self.measured[name] = round(matmul_tflops(device, torch_dtypes[name]), 2)
 
     def peak(self, dtype: str) -> tuple[float | None, str]:
         """(TFLOP/s, where it comes from) for figures computed in ``dtype`` (fp8: vs bf16)."""
@@ -248,13 +260,17 @@ def rate(
 
 
 def process_age() -> float:
-    """Seconds since this process started (its imports included), 0 if it cannot be read."""
+    """Seconds since this process started (its imports included), from Linux's ``/proc``
+    (as :func:`process_peak_gib`); 0 where it cannot be read, so a budget counts from now."""
     try:
-        import psutil
-
-        return max(0.0, time.time() - psutil.Process().create_time())
-    except Exception:  # psutil missing or the process table unreadable: count from now
+        # Field 22 of /proc/self/stat, after the parenthesised command name: start time in
+        # clock ticks after boot; /proc/uptime: seconds since boot.
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
         return 0.0
+    return max(0.0, uptime - started)
 
 
 class Budget:

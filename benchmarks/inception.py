@@ -48,7 +48,7 @@ from validation.metrics.backbones import LOADER_THREADS, InceptionFeatures  # no
 from validation.metrics.cache import FeatureCache  # noqa: E402
 from validation.metrics.distances import fid_from_features  # noqa: E402
 from validation.metrics.fid_compat import patch_pytorch_fid_sqrtm  # noqa: E402
-from validation.metrics.images import HASH_THREADS, folder_items, with_sha256s  # noqa: E402
+from validation.metrics.images import FILE_THREADS, folder_items, with_sha256s  # noqa: E402
 from validation.metrics.weights import (  # noqa: E402
     FID_INCEPTION,
     MissingWeightsError,
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seconds": round(ours_s, 3),
             "images_per_second": round(images / ours_s, 1),
             "loader_threads": LOADER_THREADS,
-            "hash_threads": HASH_THREADS,
+            "hash_threads": FILE_THREADS,
         }
         # On disk before pytorch-fid's path runs: its loader processes may fail on a machine
         # with little shared memory, and the project's figure must survive that.

@@ -51,6 +51,9 @@ from generation.sd_finetune.config import LoraTrainingConfig  # noqa: E402
 from generation.sd_finetune.lora import train_lora  # noqa: E402
 from generation.tiny_sd import TinySDConfig, save_tiny_sd  # noqa: E402
 
+#: Memory the CUDA context takes on the card outside PyTorch's allocator (about).
+CUDA_CONTEXT_GIB = 0.5
+
 
 def standin(folder: Path, config: TinySDConfig, device: str) -> Path:
     """Save the random stand-in, initialised on the GPU when there is one (much faster)."""
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             peak, source = peaks.peak(dtype)
             memory = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
             # What the caching allocator held at its peak: the card must have this much (plus
-            # the CUDA context, about 0.5 GiB), so "fits" is judged on it, not on allocated.
+            # the CUDA context), so "fits" is judged on it, not on allocated.
             reserved = torch.cuda.max_memory_reserved() / GIB if device == "cuda" else None
             cpu_memory = process_peak_gib() if device == "cpu" else None
             row.update(
@@ -178,8 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 **rate(flops_per_sample, per_second, peak),
                 peak_gpu_memory_gib=round(memory, 2) if memory is not None else None,
                 peak_gpu_reserved_gib=round(reserved, 2) if reserved is not None else None,
-                fits_in_24_gib=reserved + 0.5 < 24 if reserved is not None else None,
-                fits_judged_on="peak reserved by the caching allocator + 0.5 GiB CUDA context",
+                fits_in_24_gib=reserved + CUDA_CONTEXT_GIB < 24 if reserved is not None else None,
+                fits_judged_on=f"peak reserved by the caching allocator + {CUDA_CONTEXT_GIB} GiB CUDA context",
                 # CPU only: the process's resident high-water mark over this row (model load
                 # included), an estimate of the GPU figure, never a measurement of it.
                 cpu_process_peak_memory_gib=round(cpu_memory, 2) if cpu_memory else None,

@@ -54,6 +54,7 @@ __all__ = [
     "fuse_loras",
     "has_lora",
     "image_agreement",
+    "pixel_differences",
     "mark_step",
     "prepare_pipeline",
 ]
@@ -439,14 +440,23 @@ def image_agreement(
         ]
         a, b = (embedder.forward(x)["lpips"].float() for x in pair)
         lpips.extend(((a - b) ** 2).sum(dim=1).cpu().tolist())
-    diff = ref.astype(np.float64) - cand.astype(np.float64)
-    mse = (diff**2).reshape(len(ref), -1).mean(axis=1)
-    psnr = [float("inf") if m == 0 else float(10 * np.log10(255.0**2 / m)) for m in mse]
+    mean_abs, psnr = pixel_differences(ref, cand)
     return {
         "images": len(ref),
         "lpips_mean": float(np.mean(lpips)),
         "lpips_max": float(np.max(lpips)),
         "lpips_weights": embedder.weights.to_dict()["label"],
-        "mean_abs_diff_8bit": float(np.abs(diff).mean()),
+        "mean_abs_diff_8bit": float(np.mean(mean_abs)),
         "psnr_min_db": min(psnr),
     }
+
+
+def pixel_differences(
+    reference: np.ndarray, candidate: np.ndarray
+) -> tuple[list[float], list[float]]:
+    """Per image of two ``N x H x W x C`` 8-bit stacks: mean absolute difference in levels,
+    and PSNR in dB (``inf`` for identical images)."""
+    diff = (reference.astype(np.float64) - candidate.astype(np.float64)).reshape(len(reference), -1)
+    mse = (diff**2).mean(axis=1)
+    psnr = [float("inf") if m == 0 else float(10 * np.log10(255.0**2 / m)) for m in mse]
+    return np.abs(diff).mean(axis=1).tolist(), psnr

@@ -100,7 +100,8 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _adapter_line(check: dict[str, Any]) -> str:
+def adapter_line(check: dict[str, Any]) -> str:
+    """One line for the generation benchmark's per-FST adapter check."""
     if check.get("status") != "ok":
         return f"{check.get('status')}: {str(check.get('reason', ''))[:110]}"
     own = max(row["mean_abs_diff_own_8bit"] for row in check["per_fst"])
@@ -131,7 +132,7 @@ def summary(out: Path) -> None:
                 )
             adapters = row.get("adapter_check")
             if adapters:
-                print(f"  {'':<22} adapters: {_adapter_line(adapters)}")
+                print(f"  {'':<22} adapters: {adapter_line(adapters)}")
         print(f"  summary: {gen.get('summary')}")
     else:
         print("generation: no JSON")

@@ -18,7 +18,6 @@ release the GIL), in order, so results do not depend on the thread count.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ from numpy.typing import NDArray
 
 from validation.files import sha256_file
 from validation.metrics.cache import FeatureCache
-from validation.metrics.images import ImageItem, load_rgb
+from validation.metrics.images import FILE_THREADS, ImageItem, load_rgb
 from validation.metrics.weights import (
     FID_INCEPTION,
     LPIPS_TRUNKS,
@@ -46,7 +45,7 @@ from validation.metrics.weights import (
 Progress = Callable[[int, int], None]
 
 #: Default threads decoding images ahead of the model (pytorch-fid's CLI uses as many workers).
-LOADER_THREADS = min(8, os.cpu_count() or 1)
+LOADER_THREADS = FILE_THREADS
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -15,8 +15,9 @@ from PIL import Image
 
 from validation.files import sha256_file
 
-#: Threads hashing files (reads and sha256 release the GIL), as many as decode images.
-HASH_THREADS = min(8, os.cpu_count() or 1)
+#: Threads reading image files: hashing them here, decoding them in ``backbones`` (file reads,
+#: sha256 and image decoding release the GIL).
+FILE_THREADS = min(8, os.cpu_count() or 1)
 
 #: pytorch-fid's IMAGE_EXTENSIONS: a folder is read exactly as ``python -m pytorch_fid`` reads it.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -57,7 +58,7 @@ class ImageItem:
         return ImageItem(self.path, self.fst, self.diagnosis, sha256_file(self.path), self.key)
 
 
-def with_sha256s(items: Sequence[ImageItem], threads: int = HASH_THREADS) -> list[ImageItem]:
+def with_sha256s(items: Sequence[ImageItem], threads: int = FILE_THREADS) -> list[ImageItem]:
     """``item.with_sha256()`` of every item, in order, files hashed on ``threads`` threads.
 
     Hashing is the feature cache's key, so an evaluation hashes every file before it decodes
