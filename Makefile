@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairderm-installed
+# Test processes (pytest-xdist); 0 runs the suite in this process, as plain `pytest` does.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint format serve worker clean
 
@@ -25,7 +27,7 @@ demo: install
 	DEBUG=1 $(PY) manage.py demo $(DEMO_ARGS)
 
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -183,7 +183,9 @@ def celery_worker_process(
     worker = start_worker(worker_env, log_dir / "worker.log")
     yield worker
     stop_worker(worker)
-    kept = ROOT / "var" / "test" / "last-worker.log"
+    from django.conf import settings
+
+    kept = Path(settings.VAR_DIR) / "last-worker.log"
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(worker.log_path, kept)
 
