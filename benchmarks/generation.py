@@ -464,7 +464,7 @@ def run_project(
         "fast_path": pipe.fairderm_fast_path,
         "images_on_disk_with_provenance": all(image.path.is_file() for image in images),
     }
-    if adapters:  # after the timing: it adds two eager copies of the model
+    if adapters:  # after the timing: it adds an eager copy of the model
         del sampler, pipe
         free(device)
         try:

@@ -14,9 +14,10 @@ _ROOT = Path(__file__).resolve().parent.parent
 def _isolate_xdist_worker(worker: str) -> None:
     """Give one pytest-xdist worker its own var folder and Redis database.
 
-    Each xdist worker runs its own Celery worker subprocess (tests/conftest.py); on a shared
-    broker the two would take each other's tasks. pytest-django already gives each xdist
-    worker its own test database. Runs once per pytest process: the worker subprocesses it
+    Called once the defaults below are set (``FAIRDERM_VAR_DIR`` among them). Each xdist
+    worker runs its own Celery worker subprocess (tests/conftest.py); on a shared broker the
+    two would take each other's tasks. pytest-django already gives each xdist worker its own
+    test database. Runs once per pytest process: the worker subprocesses it
     starts inherit the rewritten variables and the marker, and must not shift them again.
     """
     from urllib.parse import urlsplit, urlunsplit
@@ -25,8 +26,7 @@ def _isolate_xdist_worker(worker: str) -> None:
         return
     os.environ["FAIRDERM_TEST_WORKER"] = worker
     index = int(worker.removeprefix("gw"))
-    base = Path(os.environ.get("FAIRDERM_VAR_DIR", str(_ROOT / "var" / "test")))
-    os.environ["FAIRDERM_VAR_DIR"] = str(base / worker)
+    os.environ["FAIRDERM_VAR_DIR"] = str(Path(os.environ["FAIRDERM_VAR_DIR"]) / worker)
     if "FAIRDERM_BROKER_DIR" in os.environ:  # else it follows the var folder
         os.environ["FAIRDERM_BROKER_DIR"] = str(Path(os.environ["FAIRDERM_BROKER_DIR"]) / worker)
     broker = urlsplit(os.environ.get("CELERY_BROKER_URL", ""))
@@ -40,8 +40,6 @@ def _isolate_xdist_worker(worker: str) -> None:
         os.environ["CELERY_BROKER_URL"] = urlunsplit(broker._replace(path=f"/{database}"))
 
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    _isolate_xdist_worker(os.environ["PYTEST_XDIST_WORKER"])
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-8b0e0a4f2c1d4e6f9a7b3c5d1e2f4a6b8c0d2e4f")
 os.environ.setdefault("FAIRDERM_VAR_DIR", str(_ROOT / "var" / "test"))
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
@@ -51,6 +49,8 @@ os.environ.setdefault("RUN_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("RUN_LEASE_SECONDS", "4")
 # Reaping is tested directly; a worker's reaper thread would race with those tests.
 os.environ.setdefault("RUN_REAPER", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _isolate_xdist_worker(os.environ["PYTEST_XDIST_WORKER"])
 
 from backend.settings import *  # noqa: E402,F403
 from backend.settings import STORAGES  # noqa: E402
